@@ -1,0 +1,427 @@
+"""Explainers: one saliency map per (image, class), from pytorch-grad-cam and captum.
+
+Design (after pytorch-grad-cam and timm):
+
+- every explainer is a small class registered under a name; :func:`create_explainer`
+  is the one entry point and :func:`list_explainers` the discovery call;
+- CAM-family explainers never run the model themselves. :func:`explain` runs **one**
+  forward and **one** backward over the batch with a single
+  ``ActivationsAndGradients`` hooking every layer any CAM needs, then hands each CAM the
+  stored activations and gradients; the library's own ``get_cam_image`` does the
+  method-specific maths;
+- attribution explainers (captum) need their own passes by nature and get the batch.
+
+A batch is a list of images and, for each image, the class indices to explain. Each
+(image, class) pair becomes one row of the network batch, so one backward pass gives
+per-class gradients for every row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from pytorch_grad_cam import (
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from .classifier import Classifier
+from .errors import ConfigError
+
+_REGISTRY: dict[str, type[Explainer]] = {}
+
+
+def register_explainer(name: str, *, default: bool = False):
+    """Class decorator adding an explainer to the registry under ``name``."""
+
+    def deco(cls):
+        cls.name = name
+        cls.is_default = default
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def list_explainers(defaults_only: bool = False) -> list[str]:
+    """Registered explainer names; ``defaults_only`` lists those used when none are named."""
+    return [n for n, c in _REGISTRY.items() if c.is_default or not defaults_only]
+
+
+def create_explainer(name: str | Explainer, **kwargs) -> Explainer:
+    """Create an explainer by name (``"gradcam"``, ``"gradcam@s16"`` picks a layer)."""
+    if isinstance(name, Explainer):
+        return name
+    base, _, layer = str(name).partition("@")
+    if base not in _REGISTRY:
+        raise ConfigError(f"unknown explainer {name!r}; available: {', '.join(_REGISTRY)}")
+    if layer:
+        kwargs.setdefault("layer", layer)
+    return _REGISTRY[base](**kwargs)
+
+
+class Explainer:
+    """Base: produces raw, non-negative maps (N, h, w) at any resolution, one per row."""
+
+    name = "explainer"
+    family = "base"
+    is_default = False
+
+    def __init__(self, layer: str | None = None):
+        self.layer = layer
+
+    @property
+    def key(self) -> str:
+        """Name as stored in results: the registry name, plus ``@layer`` when set."""
+        return f"{self.name}@{self.layer}" if self.layer else self.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r})"
+
+
+# ---------------------------------------------------------------- CAM family
+
+
+class CAMExplainer(Explainer):
+    """A CAM method computed from shared activations and gradients.
+
+    Subclasses name the pytorch-grad-cam class; the library object is built once per
+    classifier with its hooks removed, so only its maths is used.
+    """
+
+    family = "cam"
+    cam_class: type = GradCAM
+    uses_gradients = True
+    extra_forward = False  # Score-CAM runs its own masked forwards
+
+    def __init__(self, layer: str | None = None):
+        super().__init__(layer)
+        self._cam = None
+        self._for = None
+
+    def _library_cam(self, clf: Classifier, layer: torch.nn.Module):
+        if self._for is not (clf.model, layer):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cam = self.cam_class(model=clf.model, target_layers=[layer])
+            cam.activations_and_grads.release()
+            cam.activations_and_grads = _NoHooks()  # silence BaseCAM.__del__ at teardown
+            self._cam, self._for = cam, (clf.model, layer)
+        return self._cam
+
+    #: layer used when none is named: "deep" (last feature map) or "mid" (an earlier one)
+    default_layer = "deep"
+
+    def layer_name(self, clf: Classifier) -> str:
+        """Resolve ``self.layer`` (a layer name or the aliases deep/mid) on ``clf``."""
+        name = self.layer or self.default_layer
+        names = list(clf.layers)
+        if name == "deep":
+            return names[0]
+        if name == "mid":
+            return names[1] if len(names) > 1 else names[0]
+        if name not in clf.layers:
+            raise ConfigError(f"explainer {self.key}: classifier has no layer {name!r} "
+                              f"(has {', '.join(names)}, or the aliases deep/mid)")
+        return name
+
+    def from_pass(self, clf: Classifier, x: torch.Tensor, rows: list[int], act: np.ndarray,
+                  grad: np.ndarray | None) -> np.ndarray:
+        layer = clf.layers[self.layer_name(clf)]
+        cam = self._library_cam(clf, layer)
+        targets = [ClassifierOutputTarget(int(c)) for c in rows]
+        with torch.enable_grad() if self.extra_forward else contextlib.nullcontext():
+            out = cam.get_cam_image(x, layer, targets, act, grad, False)
+        return np.maximum(np.asarray(out, dtype=np.float32), 0)
+
+
+class _NoHooks:
+    """Stand-in for a released ActivationsAndGradients (its __del__ path is a no-op)."""
+
+    activations: list = []
+    gradients: list = []
+
+    def release(self) -> None:
+        pass
+
+
+@register_explainer("gradcam", default=True)
+class GradCAMExplainer(CAMExplainer):
+    cam_class = GradCAM
+
+
+@register_explainer("gradcampp", default=True)
+class GradCAMPlusPlusExplainer(CAMExplainer):
+    cam_class = GradCAMPlusPlus
+
+
+@register_explainer("xgradcam", default=True)
+class XGradCAMExplainer(CAMExplainer):
+    cam_class = XGradCAM
+
+
+@register_explainer("layercam", default=True)
+class LayerCAMExplainer(CAMExplainer):
+    """LayerCAM defaults to the earliest hooked layer: finer maps, different evidence."""
+
+    cam_class = LayerCAM
+    default_layer = "mid"
+
+
+@register_explainer("eigencam", default=True)
+class EigenCAMExplainer(CAMExplainer):
+    """First principal component of the activations, class-agnostic.
+
+    SVD leaves the sign arbitrary; we orient it to correlate positively with the mean
+    (post-activation) channel response, i.e. towards what the network fires on.
+    """
+
+    cam_class = EigenCAM
+    uses_gradients = False
+
+    def from_pass(self, clf, x, rows, act, grad):
+        layer = clf.layers[self.layer_name(clf)]
+        cam = self._library_cam(clf, layer)
+        proj = np.asarray(cam.get_cam_image(x, layer, None, act, None, False), dtype=np.float32)
+        energy = act.mean(axis=1)
+        for i in range(len(proj)):
+            p, e = proj[i].ravel(), energy[i].ravel()
+            if np.corrcoef(p, e)[0, 1] < 0 if p.std() > 0 and e.std() > 0 else p.sum() < 0:
+                proj[i] = -proj[i]
+        return np.maximum(proj, 0)
+
+
+@register_explainer("scorecam")
+class ScoreCAMExplainer(CAMExplainer):
+    """Score-CAM: one masked forward per channel; opt-in because it is slow on CPU."""
+
+    cam_class = ScoreCAM
+    uses_gradients = False
+    extra_forward = True
+
+    def from_pass(self, clf, x, rows, act, grad):
+        layer = clf.layers[self.layer_name(clf)]
+        cam = self._library_cam(clf, layer)
+        cam.batch_size = 32
+        targets = [ClassifierOutputTarget(int(c)) for c in rows]
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            out = cam.get_cam_image(x, layer, targets, act, None, False)
+        return np.maximum(np.asarray(out, dtype=np.float32), 0)
+
+
+# ---------------------------------------------------------------- captum attributions
+
+
+class AttributionExplainer(Explainer):
+    """A captum attribution method; maps are |attribution| summed over channels."""
+
+    family = "attribution"
+
+    def attribute(self, clf: Classifier, x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def explain(self, clf: Classifier, x: torch.Tensor, rows: list[int]) -> np.ndarray:
+        x = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            a = self.attribute(clf, x, rows)
+        return a.detach().abs().sum(1).cpu().numpy().astype(np.float32)
+
+
+@register_explainer("integrated_gradients", default=True)
+class IntegratedGradientsExplainer(AttributionExplainer):
+    def __init__(self, layer: str | None = None, n_steps: int = 16):
+        super().__init__(None)
+        self.n_steps = n_steps
+
+    def attribute(self, clf, x, rows):
+        from captum.attr import IntegratedGradients
+
+        ig = IntegratedGradients(clf.model)
+        return ig.attribute(x, target=list(rows), n_steps=self.n_steps,
+                            internal_batch_size=max(1, len(rows)) * 4)
+
+
+@register_explainer("input_x_gradient", default=True)
+class InputXGradientExplainer(AttributionExplainer):
+    def attribute(self, clf, x, rows):
+        from captum.attr import InputXGradient
+
+        return InputXGradient(clf.model).attribute(x, target=list(rows))
+
+
+@register_explainer("saliency")
+class SaliencyExplainer(AttributionExplainer):
+    def attribute(self, clf, x, rows):
+        from captum.attr import Saliency
+
+        return Saliency(clf.model).attribute(x, target=list(rows), abs=True)
+
+
+@register_explainer("occlusion")
+class OcclusionExplainer(AttributionExplainer):
+    """Occlusion: output drop when a window is greyed out; opt-in (many forwards)."""
+
+    def __init__(self, layer: str | None = None, window: float = 0.125, stride: float = 0.0625):
+        super().__init__(None)
+        self.window, self.stride = window, stride
+
+    def explain(self, clf, x, rows):
+        from captum.attr import Occlusion
+
+        s = x.shape[-1]
+        w, st = max(2, int(s * self.window)), max(1, int(s * self.stride))
+        with torch.no_grad():
+            a = Occlusion(clf.model).attribute(
+                x, target=list(rows), sliding_window_shapes=(3, w, w), strides=(3, st, st),
+                baselines=0.0, perturbations_per_eval=16,
+            )
+        # a positive drop in the score marks evidence; negative drops are not the object
+        return a.clamp(min=0).sum(1).cpu().numpy().astype(np.float32)
+
+
+# ---------------------------------------------------------------- the shared pass
+
+
+@dataclass
+class ExplainOutput:
+    """Maps for one image: ``maps[k, c]`` is explainer ``names[k]`` for ``classes[c]``.
+
+    ``scores[c]`` is the classifier's probability for that class on this image.
+    """
+
+    names: list[str]
+    classes: list[int]
+    maps: np.ndarray  # (K, C, H, W) float32 in [0, 1]
+    scores: np.ndarray  # (C,)
+
+
+def explain(
+    clf: Classifier,
+    images: Sequence[np.ndarray],
+    classes: Sequence[Sequence[int]],
+    explainers: Sequence[Explainer],
+    *,
+    size: int | None = None,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    smooth: float = 0.02,
+) -> list[ExplainOutput]:
+    """Explain every (image, class) pair with every explainer.
+
+    CAM-family maps come from one forward + one backward per scale for the whole batch.
+    ``smooth`` is the Gaussian sigma, as a fraction of the image side, applied to the
+    pixel-level captum attributions so they describe regions, not edges.
+    Returns per image maps at the image's own size, each normalised to [0, 1].
+    """
+    if len(images) != len(classes):
+        raise ValueError("images and classes must have the same length")
+    exps = [create_explainer(e) for e in explainers]
+    if not exps:
+        raise ConfigError("at least one explainer is needed")
+    for e in exps:
+        if e.family == "cam":
+            e.layer_name(clf)  # fails early with a clear message
+    img_of_row = [i for i, cs in enumerate(classes) for _ in cs]
+    rows = [int(c) for cs in classes for c in cs]
+    K = len(exps)
+    raw: list[list[np.ndarray]] = [[] for _ in range(K)]  # per explainer, per scale: (N,h,w)
+    if not rows:
+        return [ExplainOutput([e.key for e in exps], [], np.zeros((K, 0, *im.shape[:2]), np.float32),
+                              np.zeros(0, np.float32)) for im in images]
+
+    base = int(size or clf.input_size)
+    probs = None
+    flips = (False, True) if flip else (False,)
+    for sc in scales:
+        s = max(32, int(round(base * sc / 32)) * 32)
+        x_img = clf.preprocess(images, s)
+        for fl in flips:
+            x = x_img[img_of_row]
+            if fl:
+                x = torch.flip(x, dims=[-1])
+            logits = _cam_pass(clf, x, rows, exps, raw, fl)
+            if probs is None and logits is not None:
+                probs = logits
+            if sc == scales[0] and not fl:
+                for k, e in enumerate(exps):
+                    if e.family == "attribution":
+                        raw[k].append(e.explain(clf, x, rows))
+    if probs is None:
+        with torch.no_grad():
+            probs = clf.model(clf.preprocess(images, base)[img_of_row]).float()
+    p = torch.sigmoid(probs) if clf.multilabel else torch.softmax(probs, -1)
+    row_scores = p[torch.arange(len(rows)), torch.tensor(rows)].detach().cpu().numpy()
+
+    outputs: list[ExplainOutput] = []
+    r0 = 0
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        n = len(classes[i])
+        maps = np.zeros((K, n, h, w), np.float32)
+        for k, e in enumerate(exps):
+            for j in range(n):
+                acc = np.zeros((h, w), np.float32)
+                for m in raw[k]:
+                    acc += cv2.resize(m[r0 + j], (w, h), interpolation=cv2.INTER_LINEAR)
+                acc /= max(1, len(raw[k]))
+                if e.family == "attribution" and smooth > 0:
+                    sig = smooth * max(h, w)
+                    acc = cv2.GaussianBlur(acc, (0, 0), sigmaX=sig, sigmaY=sig)
+                maps[k, j] = normalize_map(acc, robust=e.family == "attribution")
+        outputs.append(ExplainOutput([e.key for e in exps], list(classes[i]), maps,
+                                     row_scores[r0:r0 + n].astype(np.float32)))
+        r0 += n
+    return outputs
+
+
+def _cam_pass(clf, x, rows, exps, raw, flipped) -> torch.Tensor | None:
+    """One forward (+ one backward if any CAM needs gradients) serving every CAM."""
+    cams = [(k, e) for k, e in enumerate(exps) if e.family == "cam"]
+    if not cams:
+        return None
+    names = sorted({e.layer_name(clf) for _, e in cams}, key=list(clf.layers).index)
+    # one hook set per layer (hooks fire in forward order, so one shared list would
+    # mix layers up); they all record during the same single forward/backward
+    hooks = {n: ActivationsAndGradients(clf.model, [clf.layers[n]], None, detach=True) for n in names}
+    try:
+        need_grad = any(e.uses_gradients for _, e in cams)
+        with torch.set_grad_enabled(need_grad):
+            logits = clf.model(x)
+            if need_grad:
+                clf.model.zero_grad(set_to_none=True)
+                logits[torch.arange(len(rows)), torch.tensor(rows)].sum().backward()
+        acts = {n: h.activations[0].numpy() for n, h in hooks.items()}
+        grads = {n: h.gradients[0].numpy() for n, h in hooks.items()} if need_grad else {}
+        for k, e in cams:
+            n = e.layer_name(clf)
+            m = e.from_pass(clf, x, rows, acts[n], grads.get(n))
+            raw[k].append(m[..., ::-1].copy() if flipped else m)
+        return logits.detach()
+    finally:
+        for h in hooks.values():
+            h.release()
+
+
+def normalize_map(m: np.ndarray, robust: bool = False) -> np.ndarray:
+    """Clip negatives and scale to [0, 1] by the max (or the 99.5th percentile if robust).
+
+    An all-zero map stays all-zero: "no evidence" must not become a flat 1.
+    """
+    m = np.maximum(np.nan_to_num(m.astype(np.float32)), 0)
+    top = float(np.percentile(m, 99.5)) if robust else float(m.max())
+    if top <= 1e-12:
+        return np.zeros_like(m)
+    return np.clip(m / top, 0, 1)
