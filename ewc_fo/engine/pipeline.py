@@ -1,0 +1,214 @@
+"""The EWC method end to end for a batch of images: explain -> score -> fuse -> prompt -> segment -> merge.
+
+:class:`EWC` is host-agnostic: numpy images and class indices in, :class:`ImageResult` out.
+The FiftyOne layer (``ewc_fo.fo``) streams datasets through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from .classifier import Classifier, describe
+from .errors import ConfigError, NoLabelError
+from .explainers import Explainer, create_explainer, explain, list_explainers
+from .images import check_image
+from .prompts import Prompt, PromptConfig, make_prompt
+from .scoring import ScoreConfig, agreement, combine, concentration, fuse, pairwise_agreement
+from .segmenters import Segmentation, Segmenter
+
+#: explainers used when none are named: CAMs from two layers plus a captum attribution
+DEFAULT_EXPLAINERS = ("gradcam", "gradcampp", "xgradcam", "layercam", "eigencam", "input_x_gradient")
+
+
+@dataclass(frozen=True)
+class EWCConfig:
+    """Every knob of the method; recorded with each run so masks are traceable."""
+
+    explainers: tuple[str, ...] = DEFAULT_EXPLAINERS
+    explain_size: int | None = None  # square side fed to the classifier; None = classifier's
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    max_side: int = 640  # maps, prompts and segmentation run at most at this size
+    use_quality: bool = True  # prompt the segmenter with each explainer's map to score it
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClassResult:
+    """What EWC found for one class on one image (arrays at the image's full size)."""
+
+    class_index: int
+    class_name: str
+    probability: float
+    mask: np.ndarray  # bool (H, W)
+    instances: list[tuple[np.ndarray, float]]  # (bool mask, quality) per object region
+    quality: float
+    mass_inside: float  # share of the fused map's mass inside the mask
+    confidence: float
+    scores: dict[str, dict[str, float]]  # explainer -> concentration/agreement/quality/weight
+    empty: bool = False  # no cue at all in the fused map
+
+
+@dataclass
+class ImageResult:
+    """One image: label map (0 = background, j + 1 = ``classes[j]``), per-class results, maps.
+
+    ``maps`` (K, C, h, w) and ``fused`` (C, h, w) are at the working size (``max_side``).
+    """
+
+    classes: list[ClassResult]
+    label_map: np.ndarray  # uint8/uint16 (H, W)
+    maps: np.ndarray
+    fused: np.ndarray
+    explainer_names: list[str]
+    agreement: float
+    confidence: float
+
+
+class EWC:
+    """Explain with Confidence over a classifier and a segmenter.
+
+    >>> ewc = EWC(load_classifier(), create_segmenter("grabcut"))
+    >>> results = ewc.run([image], [["tabby"]])
+    """
+
+    def __init__(self, classifier: Classifier, segmenter: Segmenter, config: EWCConfig | None = None):
+        self.clf = classifier
+        self.segmenter = segmenter
+        self.config = config or EWCConfig()
+        names = self.config.explainers or DEFAULT_EXPLAINERS
+        self.explainers: list[Explainer] = [create_explainer(n) for n in names]
+        keys = [e.key for e in self.explainers]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"explainers listed twice: {keys}")
+        for e in self.explainers:
+            if e.family == "cam":
+                e.layer_name(self.clf)
+
+    def describe(self) -> dict:
+        return {
+            "classifier": describe(self.clf),
+            "segmenter": self.segmenter.describe(),
+            "config": self.config.to_dict(),
+            "explainers": [e.key for e in self.explainers],
+            "available_explainers": list_explainers(),
+        }
+
+    def run(self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str | int]]) -> list[ImageResult]:
+        """Label a batch: ``classes[i]`` lists image i's image-level classes (names or indices)."""
+        if len(images) != len(classes):
+            raise ValueError("images and classes must have the same length")
+        cfg = self.config
+        idx = []
+        for cs in classes:
+            if not len(cs):
+                raise NoLabelError("an image has no image-level label to explain")
+            ids = list(dict.fromkeys(self.clf.class_index(c) for c in cs))
+            idx.append(ids)
+        for im in images:
+            check_image(im)
+        work = [_downscale(im, cfg.max_side) for im in images]
+        torch.manual_seed(cfg.seed)
+        outs = explain(self.clf, work, idx, self.explainers, size=cfg.explain_size,
+                       scales=cfg.scales, flip=cfg.flip)
+        return [self._one(im, wk, o) for im, wk, o in zip(images, work, outs)]
+
+    # ------------------------------------------------------------------ one image
+
+    def _one(self, image: np.ndarray, work: np.ndarray, out) -> ImageResult:
+        cfg = self.config
+        K, C = out.maps.shape[:2]
+        H, W = image.shape[:2]
+        conc = [concentration(out.maps[:, c]) for c in range(C)]
+        agree = [agreement(out.maps[:, c]) for c in range(C)]
+
+        self.segmenter.set_image(work)  # ONE embedding serves every prompt below
+        quality = None
+        if cfg.use_quality and K > 1:
+            per_exp = [make_prompt(out.maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
+            segs = self.segmenter.segment_many(per_exp)
+            quality = np.array([s.quality for s in segs]).reshape(C, K)
+
+        fused, weights, svals = [], [], []
+        for c in range(C):
+            s, w = combine(conc[c], agree[c], None if quality is None else quality[c], cfg.score)
+            fused.append(fuse(out.maps[:, c], w))
+            weights.append(w)
+            svals.append(s)
+        fused = np.stack(fused) if C else np.zeros((0, *work.shape[:2]), np.float32)
+        final: list[Segmentation] = self.segmenter.segment_many(
+            [make_prompt(f, cfg.prompts) for f in fused]
+        )
+
+        results = []
+        for c in range(C):
+            seg = final[c]
+            mask_w = seg.mask
+            f = fused[c]
+            mass = float(f[mask_w].sum() / f.sum()) if f.sum() > 0 else 0.0
+            q = seg.quality
+            conf = float(np.sqrt(max(q, 0) * mass)) if mask_w.any() else 0.0
+            scores = {
+                out.names[k]: {
+                    "concentration": float(conc[c][k]),
+                    "agreement": float(agree[c][k]),
+                    "quality": float(quality[c][k]) if quality is not None else float("nan"),
+                    "weight": float(weights[c][k]),
+                }
+                for k in range(K)
+            }
+            results.append(ClassResult(
+                class_index=out.classes[c], class_name=self.clf.class_names[out.classes[c]],
+                probability=float(out.scores[c]),
+                mask=_resize_mask(mask_w, H, W),
+                instances=[(_resize_mask(m, H, W), qq) for m, qq in zip(seg.masks, seg.qualities)],
+                quality=q, mass_inside=mass, confidence=conf, scores=scores,
+                empty=not seg.masks,
+            ))
+        label_map = merge(fused, [r.mask for r in results], (H, W))
+        agreement_img = float(np.mean([pairwise_agreement(out.maps[:, c]) for c in range(C)])) if C else 0.0
+        confidence = min((r.confidence for r in results), default=0.0)
+        return ImageResult(results, label_map, out.maps, fused, out.names, agreement_img, confidence)
+
+
+def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Per-class masks -> one label map; a pixel claimed by several classes goes to the
+    class with the most fused evidence there. 0 = background, j + 1 = class j."""
+    H, W = shape
+    C = len(masks)
+    dtype = np.uint8 if C < 255 else np.uint16
+    if C == 0:
+        return np.zeros((H, W), dtype)
+    ev = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) if f.shape != (H, W) else f
+                   for f in fused])
+    ev = np.where(np.stack(masks), ev + 1e-6, -1.0)  # +eps: a covered pixel beats uncovered ones
+    best = ev.argmax(0)
+    covered = ev.max(0) > -1.0
+    return np.where(covered, best + 1, 0).astype(dtype)
+
+
+def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _resize_mask(m: np.ndarray, H: int, W: int) -> np.ndarray:
+    if m.shape == (H, W):
+        return m
+    return cv2.resize(m.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+__all__ = ["EWC", "EWCConfig", "ImageResult", "ClassResult", "DEFAULT_EXPLAINERS", "merge", "Prompt"]

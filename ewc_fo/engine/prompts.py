@@ -1,0 +1,119 @@
+"""Dual thresholding: a fused map becomes segmenter prompts.
+
+Thresholds are relative to the map's maximum (maps are in [0, 1] with max 1 unless empty):
+
+- ``fg_threshold``: pixels at least this hot are confident foreground; positive points
+  are spread over them (farthest-point sampling from the hottest pixel);
+- ``box_threshold``: connected regions of the map above it that contain confident
+  foreground become one box each (one object region, one box);
+- ``bg_threshold``: pixels at most this hot are confident background; negative points
+  are spread over them, preferring those far from any foreground.
+
+An all-zero map gives an empty prompt (no cue at all): segmenters return an empty mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    fg_threshold: float = 0.6
+    box_threshold: float = 0.3
+    bg_threshold: float = 0.1
+    points_per_region: int = 3
+    negative_points: int = 4
+    min_region: float = 0.01  # regions smaller than this share of the image are dropped
+    max_regions: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.bg_threshold < self.box_threshold <= self.fg_threshold <= 1:
+            raise ValueError(
+                "need 0 <= bg_threshold < box_threshold <= fg_threshold <= 1, got "
+                f"{self.bg_threshold}, {self.box_threshold}, {self.fg_threshold}"
+            )
+
+
+@dataclass
+class Region:
+    """One object region: its box (x0, y0, x1, y1, pixel coords) and positive points (x, y)."""
+
+    box: np.ndarray
+    points: np.ndarray
+
+
+@dataclass
+class Prompt:
+    """Everything a segmenter gets for one class on one image."""
+
+    regions: list[Region]
+    negatives: np.ndarray  # (N, 2) xy
+    soft: np.ndarray | None = field(default=None, repr=False)  # the map (GrabCut uses it)
+    config: PromptConfig | None = field(default=None, repr=False)
+
+    @property
+    def empty(self) -> bool:
+        return not self.regions
+
+
+def _farthest_points(coords: np.ndarray, n: int, start: int) -> np.ndarray:
+    """Pick ``n`` spread-out rows of ``coords`` (farthest-point sampling from ``start``)."""
+    if len(coords) == 0 or n <= 0:
+        return np.zeros((0, 2), np.float32)
+    chosen = [start]
+    d = np.linalg.norm(coords - coords[start], axis=1)
+    for _ in range(min(n, len(coords)) - 1):
+        i = int(d.argmax())
+        if d[i] <= 0:
+            break
+        chosen.append(i)
+        d = np.minimum(d, np.linalg.norm(coords - coords[i], axis=1))
+    return coords[chosen].astype(np.float32)
+
+
+def make_prompt(fused: np.ndarray, cfg: PromptConfig = PromptConfig()) -> Prompt:
+    """Dual-threshold ``fused`` (H, W) into regions with boxes, positive and negative points."""
+    m = np.nan_to_num(fused.astype(np.float32))
+    h, w = m.shape
+    top = float(m.max())
+    if top <= 1e-6:
+        return Prompt([], np.zeros((0, 2), np.float32), m, cfg)
+    m = m / top
+    fg = m >= cfg.fg_threshold
+    boxable = (m >= cfg.box_threshold).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(boxable, connectivity=8)
+    min_area = cfg.min_region * h * w
+    cand = []
+    for i in range(1, n):
+        comp = lab == i
+        core = comp & fg
+        if not core.any():
+            continue
+        if stats[i, cv2.CC_STAT_AREA] < min_area and cand:
+            continue
+        cand.append((float(m[comp].sum()), i, comp, core))
+    cand.sort(key=lambda t: -t[0])
+    regions = []
+    for _, i, comp, core in cand[: cfg.max_regions]:
+        x, y, bw, bh = stats[i, :4]
+        box = np.array([x, y, x + bw - 1, y + bh - 1], np.float32)
+        ys, xs = np.nonzero(core)
+        coords = np.stack([xs, ys], 1).astype(np.float32)
+        start = int(np.argmax(m[ys, xs]))
+        regions.append(Region(box, _farthest_points(coords, cfg.points_per_region, start)))
+
+    bg = m <= cfg.bg_threshold
+    negatives = np.zeros((0, 2), np.float32)
+    if bg.any() and cfg.negative_points > 0:
+        # prefer background far from anything warm: distance to the box-level region
+        dist = cv2.distanceTransform((boxable == 0).astype(np.uint8), cv2.DIST_L2, 3)
+        ys, xs = np.nonzero(bg)
+        d = dist[ys, xs]
+        keep = d >= np.percentile(d, 50)
+        coords = np.stack([xs[keep], ys[keep]], 1).astype(np.float32)
+        negatives = _farthest_points(coords, cfg.negative_points, int(np.argmax(d[keep])))
+    return Prompt(regions, negatives, m, cfg)
