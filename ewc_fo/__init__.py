@@ -1,0 +1,42 @@
+"""ewc-fo: Explain with Confidence — image-level labels to pixel masks inside FiftyOne.
+
+Python API (imports are lazy so ``import ewc_fo`` stays fast):
+
+- :func:`label` — run EWC on a dataset/view (``ewc_fo.fo.label.label``);
+- :func:`triage_views` — the review views, worst first;
+- :func:`fit` — fit a classifier from the dataset's image-level labels;
+- :func:`evaluate` — compare masks with ground truth;
+- :func:`export_coco`, :func:`export_voc` — write the masks out;
+- ``ewc_fo.engine`` — the host-agnostic method (no FiftyOne import).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "label": "ewc_fo.fo.label",
+    "LabelSummary": "ewc_fo.fo.label",
+    "triage_views": "ewc_fo.fo.views",
+    "triage_view": "ewc_fo.fo.views",
+    "fit": "ewc_fo.fo.fit",
+    "evaluate": "ewc_fo.fo.evaluate",
+    "export_coco": "ewc_fo.fo.export",
+    "export_voc": "ewc_fo.fo.export",
+    "EWC": "ewc_fo.engine.pipeline",
+    "EWCConfig": "ewc_fo.engine.pipeline",
+    "load_classifier": "ewc_fo.engine.classifier",
+    "create_segmenter": "ewc_fo.engine.segmenters",
+    "create_explainer": "ewc_fo.engine.explainers",
+    "list_explainers": "ewc_fo.engine.explainers",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ewc_fo' has no attribute {name!r}")

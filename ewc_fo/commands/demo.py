@@ -1,0 +1,30 @@
+"""``ewc-fo demo``: the main job on an embedded default, offline: build, label, summarise."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="label a small bundled dataset of real photos end to end (offline)")
+    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"])
+    p.add_argument("--sam2-checkpoint", default=None)
+    p.add_argument("--fresh", action="store_true", help="rebuild the demo dataset and relabel it")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..demo import DEMO_DATASET, build_demo_dataset
+    from ..engine.segmenters import create_segmenter
+    from ..fo.label import label
+    from ..fo.runs import get_run
+    from ..fo.summary import run_summary
+
+    ds = build_demo_dataset(overwrite=args.fresh)
+    print(f"dataset {ds.name!r}: {len(ds)} real photos (scikit-image, CC0/public domain)")
+    rec = get_run(ds, "ewc")
+    if rec is None or rec.get("status") != "complete":
+        seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint)
+        print(label(ds, "labels", prefix="ewc", segmenter=seg, batch_size=2))
+    print()
+    print(run_summary(ds, prefix="ewc"))
+    print(f"\nOpen it in the App:  ewc-fo app {DEMO_DATASET} --view ewc-low-confidence")
+    return 0

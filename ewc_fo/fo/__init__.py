@@ -1,0 +1,1 @@
+"""FiftyOne layer: datasets, views and runs around the host-agnostic engine."""

@@ -1,0 +1,423 @@
+"""Pseudo-label a FiftyOne dataset or view with EWC: streamed, batched, resumable.
+
+What a run writes is listed in docs/fields.md. How it stays safe:
+
+- it only writes fields declared in its own run record (prefix ``P``); a field named
+  like one of them that the run did not create stops the run before any work;
+- files (masks, heatmaps, maps) are written first, atomically (temp file + rename);
+  then the sample fields are written in batches with ``set_values``, and the field that
+  marks a sample as finished (``P_confidence`` or ``P_error``) is written last. A run
+  killed at any point (SIGKILL included) leaves every sample either finished or
+  unmarked; the next run picks up exactly the unmarked ones and, being deterministic,
+  ends with the result an uninterrupted run would have given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import fiftyone as fo
+import numpy as np
+from PIL import Image
+
+from ..engine.classifier import Classifier, load_classifier
+from ..engine.errors import ConfigError, EWCError, NoLabelError, UnknownClassError
+from ..engine.images import load_image
+from ..engine.pipeline import EWC, EWCConfig, ImageResult
+from ..engine.segmenters import Segmenter, create_segmenter
+from . import runs
+from .views import create_triage_views
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class LabelSummary:
+    """What a run did: counts by outcome, errors by kind, time, and the triage views."""
+
+    prefix: str
+    total: int
+    processed: int = 0
+    succeeded: int = 0
+    skipped_done: int = 0
+    errors: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    write_seconds: float = 0.0
+    views: list[str] = field(default_factory=list)
+    segmenter: str = ""
+    output_dir: str = ""
+
+    def __str__(self) -> str:
+        lines = [
+            f"ewc-fo run '{self.prefix}' ({self.segmenter}): {self.succeeded} labeled, "
+            f"{sum(self.errors.values())} failed, {self.skipped_done} already done, "
+            f"of {self.total} samples in {self.seconds:.1f}s",
+        ]
+        for kind, n in sorted(self.errors.items()):
+            lines.append(f"  failed ({kind}): {n}")
+        if self.views:
+            lines.append("  triage views: " + ", ".join(self.views))
+        return "\n".join(lines)
+
+
+def label_classes(view: fo.DatasetView | fo.Dataset, label_field: str) -> tuple[str, Callable]:
+    """Check ``label_field`` and return (kind, getter of the class names per sample)."""
+    schema = view.get_field_schema()
+    if label_field not in schema:
+        cands = [k for k, v in schema.items() if _label_type(v) is not None]
+        raise ConfigError(
+            f"label field {label_field!r} not found; fields with image-level labels: "
+            f"{', '.join(cands) or 'none'}"
+        )
+    kind = _label_type(schema[label_field])
+    if kind is None:
+        raise ConfigError(
+            f"field {label_field!r} is a {type(schema[label_field]).__name__}; expected "
+            "fo.Classification or fo.Classifications"
+        )
+    return kind, (lambda x: x)
+
+
+def _label_type(f) -> str | None:
+    doc = getattr(f, "document_type", None)
+    if doc is fo.Classification:
+        return "classification"
+    if doc is fo.Classifications:
+        return "classifications"
+    return None
+
+
+def _read_labels(view, label_field: str, kind: str) -> list[list[str]]:
+    if kind == "classification":
+        vals = view.values(f"{label_field}.label")
+        return [[v] if v else [] for v in vals]
+    vals = view.values(f"{label_field}.classifications.label")
+    return [list(dict.fromkeys(v or [])) for v in vals]
+
+
+def default_output_dir(dataset: fo.Dataset, prefix: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset.name)
+    return os.path.join(fo.config.default_dataset_dir, "ewc_fo", name, prefix)
+
+
+def label(
+    samples: fo.Dataset | fo.DatasetView,
+    label_field: str,
+    *,
+    prefix: str = "ewc",
+    classifier: str | Classifier = "efficientnet_lite0",
+    segmenter: str | Segmenter = "auto",
+    sam2_checkpoint: str | None = None,
+    config: EWCConfig | None = None,
+    batch_size: int = 4,
+    write_every: int = 32,
+    overwrite: bool = False,
+    output_dir: str | None = None,
+    progress: ProgressFn | None = None,
+    progress_bar: bool = True,
+    max_samples: int | None = None,
+) -> LabelSummary:
+    """Run EWC on every sample of ``samples`` that this run has not finished yet.
+
+    Args:
+        samples: a dataset or view whose ``label_field`` holds image-level labels.
+        prefix: names every field the run writes; two prefixes can coexist.
+        classifier: a :class:`Classifier`, a name (``efficientnet_lite0``,
+            ``torchvision:resnet50``, ``timm:...``) or a checkpoint from ``ewc-fo fit``.
+        segmenter: ``"sam2"``, ``"grabcut"``, ``"auto"`` (SAM2 if a checkpoint is known) or an instance.
+        overwrite: delete this prefix's previous run (its fields, files and views) first;
+            without it, a finished run with the same prefix is an error and an
+            unfinished one is resumed.
+        progress: ``progress(done, total)`` after every batch (the plugin uses it).
+        max_samples: stop after this many samples in this call (the rest stays to resume).
+    """
+    t0 = time.perf_counter()
+    runs.check_prefix(prefix)
+    dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
+    if len(samples) == 0:
+        raise ConfigError("the view is empty: nothing to label")
+    kind, _ = label_classes(samples, label_field)
+    if label_field.startswith(f"{prefix}_"):
+        raise ConfigError(f"label field {label_field!r} uses the run prefix {prefix!r}; pick another prefix")
+
+    clf = classifier if isinstance(classifier, Classifier) else load_classifier(classifier)
+    cfg = config or EWCConfig()
+    seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(segmenter, checkpoint=sam2_checkpoint)
+    ewc = EWC(clf, seg, cfg)
+    exp_keys = [e.key for e in ewc.explainers]
+    names = runs.field_names(prefix, exp_keys)
+
+    # ---- ownership: never touch a field this package did not create
+    record = runs.get_run(dataset, prefix)
+    schema = dataset.get_field_schema()
+    if record is not None and overwrite:
+        runs.delete_run(dataset, prefix)
+        record = None
+        schema = dataset.get_field_schema()
+    clash = [f for f in names.values() if f in schema and (record is None or f not in record["fields"].values())]
+    if clash:
+        raise ConfigError(
+            f"fields {', '.join(clash)} exist and were not written by an ewc-fo run with prefix "
+            f"{prefix!r}; choose another --prefix (ewc-fo never overwrites your fields)"
+        )
+    described = ewc.describe()
+    if record is not None:
+        if record.get("status") == "complete" and not _has_todo(samples, names):
+            raise ConfigError(
+                f"run {prefix!r} already labeled this view; use --overwrite to redo it or another --prefix"
+            )
+        if record.get("method") != _comparable(described) or record.get("label_field") != label_field:
+            raise ConfigError(
+                f"run {prefix!r} exists with different settings; resume with the same settings, "
+                "or use --overwrite to start again, or another --prefix"
+            )
+
+    # ---- classes: the union of labels in the view, all known to the classifier
+    all_labels = _read_labels(samples, label_field, kind)
+    classes = sorted({c for cs in all_labels for c in cs})
+    known = [c for c in classes if c in clf._index]
+    if classes and not known:
+        raise UnknownClassError(
+            f"none of the view's classes ({', '.join(classes[:6])}...) is known to classifier "
+            f"{clf.name!r}; fit one on your labels first: ewc-fo fit"
+        )
+    mask_targets = dict(dataset.mask_targets.get(names["mask"], {})) if record else {}
+    for c in known:
+        if c not in mask_targets.values():
+            mask_targets[(max(mask_targets) if mask_targets else 0) + 1] = c
+    target_id = {v: k for k, v in mask_targets.items()}
+
+    out_dir = os.path.abspath(output_dir or (record or {}).get("output_dir") or default_output_dir(dataset, prefix))
+    for sub in ("masks", "heatmaps", "maps"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+
+    if record is None:
+        _declare_fields(dataset, names)
+    dataset.mask_targets = {**dataset.mask_targets, names["mask"]: mask_targets}
+    dataset.save()
+    record = {
+        "label_field": label_field, "fields": names, "output_dir": out_dir, "status": "running",
+        "method": _comparable(described), "segmenter": described["segmenter"], "versions": runs.versions(),
+        "views": (record or {}).get("views", []),
+    }
+    runs.save_run(dataset, prefix, record)
+
+    # ---- work list: samples without a completion marker
+    todo_view = samples.exists(names["confidence"], False).exists(names["error"], False)
+    ids = todo_view.values("id")
+    summary = LabelSummary(prefix=prefix, total=len(samples), skipped_done=len(samples) - len(ids),
+                           segmenter=seg.name, output_dir=out_dir)
+    if max_samples is not None:
+        ids = ids[:max_samples]
+    bar = _bar(len(ids), progress_bar)
+    pending: list[tuple[str, dict]] = []
+    done = 0
+    try:
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            batch = samples.select(chunk, ordered=True)
+            paths = batch.values("filepath")
+            labels = _read_labels(batch, label_field, kind)
+            for sid, vals in _process(ewc, clf, chunk, paths, labels, out_dir, names, target_id, exp_keys):
+                pending.append((sid, vals))
+                if "error" in vals:
+                    summary.errors[vals["error_kind"]] += 1
+                else:
+                    summary.succeeded += 1
+            done += len(chunk)
+            if len(pending) >= write_every:
+                summary.write_seconds += _flush(dataset, pending, names)
+                pending = []
+            bar.update(len(chunk))
+            if progress:
+                progress(done, len(ids))
+        summary.write_seconds += _flush(dataset, pending, names)
+    finally:
+        bar.close()
+    summary.processed = done
+    finished = not _has_todo(samples, names)
+    if finished:
+        summary.views = create_triage_views(dataset, prefix)
+        record["views"] = summary.views
+        record["status"] = "complete"
+    runs.save_run(dataset, prefix, record)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _comparable(described: dict) -> dict:
+    """The part of a run's description that must match to resume it."""
+    return {"classifier": described["classifier"], "explainers": described["explainers"],
+            "config": described["config"], "segmenter": described["segmenter"]["name"]}
+
+
+def _has_todo(samples, names) -> bool:
+    return len(samples.exists(names["confidence"], False).exists(names["error"], False)) > 0
+
+
+def _declare_fields(dataset: fo.Dataset, names: dict[str, str]) -> None:
+    """Declare the run's fields up front so the App shows them with the right types."""
+    schema = dataset.get_field_schema()
+
+    def add(name, ftype, **kw):
+        if name not in schema:
+            dataset.add_sample_field(name, ftype, **kw)
+
+    add(names["mask"], fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation)
+    add(names["instances"], fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+    for k, v in names.items():
+        if k.startswith("heatmap_"):
+            add(v, fo.EmbeddedDocumentField, embedded_doc_type=fo.Heatmap)
+    for k in ("confidence", "agreement", "mass_inside"):
+        add(names[k], fo.FloatField)
+    for k in ("class_confidence", "scores"):
+        add(names[k], fo.DictField)
+    for k in ("maps_path", "error", "error_kind"):
+        add(names[k], fo.StringField)
+
+
+def _process(ewc, clf, ids, paths, labels, out_dir, names, target_id, exp_keys):
+    """Yield (sample id, field values) for a batch; per-sample failures become error values."""
+    images, cls, keep = [], [], []
+    for sid, path, labs in zip(ids, paths, labels):
+        try:
+            if not labs:
+                raise NoLabelError("sample has no image-level label")
+            for c in labs:
+                clf.class_index(c)
+            img = load_image(path)
+        except EWCError as e:
+            yield sid, {"error": str(e), "error_kind": e.kind}
+            continue
+        images.append(img)
+        cls.append(labs)
+        keep.append(sid)
+    if not keep:
+        return
+    try:
+        results = ewc.run(images, cls)
+    except Exception:
+        # isolate the culprit: run one by one so one bad sample does not sink the batch
+        results = []
+        for img, cs in zip(images, cls):
+            try:
+                results.append(ewc.run([img], [cs])[0])
+            except EWCError as e:
+                results.append(e)
+            except Exception as e:  # unexpected: record it, keep going
+                log.exception("internal error on a sample")
+                results.append(EWCError(f"internal error: {type(e).__name__}: {e}"))
+    for sid, img, res in zip(keep, images, results):
+        if isinstance(res, Exception):
+            yield sid, {"error": str(res), "error_kind": getattr(res, "kind", "error")}
+            continue
+        yield sid, _sample_values(sid, res, out_dir, target_id, exp_keys)
+
+
+def _sample_values(sid: str, res: ImageResult, out_dir: str, target_id: dict, exp_keys) -> dict:
+    lut = np.zeros(len(res.classes) + 1, np.int64)
+    for j, c in enumerate(res.classes):
+        lut[j + 1] = target_id[c.class_name]
+    label_map = lut[res.label_map]
+    label_map = label_map.astype(np.uint8 if label_map.max(initial=0) < 256 else np.uint16)
+    mask_path = os.path.join(out_dir, "masks", f"{sid}.png")
+    _atomic_png(label_map, mask_path)
+    H, W = label_map.shape
+    dets = []
+    for c in res.classes:
+        for m, q in c.instances:
+            ys, xs = np.nonzero(m)
+            if not len(ys):
+                continue
+            x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+            dets.append(fo.Detection(
+                label=c.class_name, bounding_box=[x0 / W, y0 / H, (x1 - x0) / W, (y1 - y0) / H],
+                mask=m[y0:y1, x0:x1].copy(), confidence=float(q),
+            ))
+    vals: dict = {
+        "mask": fo.Segmentation(mask_path=mask_path),
+        "instances": fo.Detections(detections=dets),
+        "agreement": float(res.agreement),
+        "mass_inside": float(min((c.mass_inside for c in res.classes), default=0.0)),
+        "class_confidence": {c.class_name: float(c.confidence) for c in res.classes},
+        "scores": _mean_scores(res),
+    }
+    maps8 = np.round(res.maps * 255).astype(np.uint8)
+    fused8 = np.round(res.fused * 255).astype(np.uint8)
+    for k, key in enumerate(exp_keys):
+        p = os.path.join(out_dir, "heatmaps", f"{sid}_{runs.safe_key(key)}.png")
+        _atomic_png(maps8[k].max(0), p)
+        vals[f"heatmap_{runs.safe_key(key)}"] = fo.Heatmap(map_path=p, range=[0, 255])
+    p = os.path.join(out_dir, "heatmaps", f"{sid}_fused.png")
+    _atomic_png(fused8.max(0), p)
+    vals["heatmap_fused"] = fo.Heatmap(map_path=p, range=[0, 255])
+    maps_path = os.path.join(out_dir, "maps", f"{sid}.npz")
+    _atomic_npz(maps_path, maps=maps8, fused=fused8, names=np.array(res.explainer_names),
+                classes=np.array([c.class_name for c in res.classes]))
+    vals["maps_path"] = maps_path
+    vals["confidence"] = float(res.confidence)  # the completion marker, written last
+    return vals
+
+
+def _mean_scores(res: ImageResult) -> dict:
+    out: dict = {}
+    for c in res.classes:
+        for name, d in c.scores.items():
+            acc = out.setdefault(name, {k: 0.0 for k in d})
+            for k, v in d.items():
+                acc[k] += (0.0 if v != v else v) / len(res.classes)
+    return out
+
+
+def _atomic_png(arr: np.ndarray, path: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".png")
+    os.close(fd)
+    Image.fromarray(arr).save(tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_npz(path: str, **arrays) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+
+
+MARKERS = ("confidence", "error")
+
+
+def _flush(dataset: fo.Dataset, pending: Sequence[tuple[str, dict]], names: dict[str, str]) -> float:
+    """Write a batch of sample values, one ``set_values`` per field, markers last."""
+    if not pending:
+        return 0.0
+    t = time.perf_counter()
+    keys = sorted({k for _, v in pending for k in v}, key=lambda k: (k in MARKERS, k))
+    for k in keys:
+        vals = {sid: v[k] for sid, v in pending if k in v}
+        dataset.set_values(names[k], vals, key_field="id")
+    return time.perf_counter() - t
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc="ewc-fo", dynamic_ncols=True)
