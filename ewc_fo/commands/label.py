@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--bg-threshold", type=float, default=None)
     p.add_argument("--box-threshold", type=float, default=None)
     p.add_argument("--temperature", type=float, default=None, help="softmax temperature of the explainer weights")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None, help="images per pass (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
     p.add_argument("--output-dir", default=None, help="where masks, heatmaps and maps are written")
     p.add_argument("--device", default="cpu")

@@ -14,6 +14,7 @@ What a run writes is listed in docs/fields.md. How it stays safe:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -118,8 +119,9 @@ def label(
     segmenter: str | Segmenter = "auto",
     sam2_checkpoint: str | None = None,
     config: EWCConfig | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     write_every: int = 32,
+    flush_seconds: float = 10.0,
     overwrite: bool = False,
     output_dir: str | None = None,
     progress: ProgressFn | None = None,
@@ -138,7 +140,11 @@ def label(
             without it, a finished run with the same prefix is an error and an
             unfinished one is resumed.
         progress: ``progress(done, total)`` after every batch (the plugin uses it).
+        write_every, flush_seconds: results reach the database every ``write_every``
+            samples or ``flush_seconds`` seconds, whichever comes first.
         max_samples: stop after this many samples in this call (the rest stays to resume).
+        batch_size: images per forward/backward pass (default 4). A resumed run reuses
+            the interrupted run's batch size so its results are bit-identical.
     """
     t0 = time.perf_counter()
     runs.check_prefix(prefix)
@@ -204,42 +210,55 @@ def label(
         _declare_fields(dataset, names)
     dataset.mask_targets = {**dataset.mask_targets, names["mask"]: mask_targets}
     dataset.save()
+    batch_size = int(batch_size or (record or {}).get("batch_size") or 4)
+    if batch_size < 1:
+        raise ConfigError("batch_size must be >= 1")
     record = {
+        "batch_size": batch_size,
         "label_field": label_field, "fields": names, "output_dir": out_dir, "status": "running",
         "method": _comparable(described), "segmenter": described["segmenter"], "versions": runs.versions(),
         "views": (record or {}).get("views", []),
     }
     runs.save_run(dataset, prefix, record)
 
-    # ---- work list: samples without a completion marker
-    todo_view = samples.exists(names["confidence"], False).exists(names["error"], False)
-    ids = todo_view.values("id")
-    summary = LabelSummary(prefix=prefix, total=len(samples), skipped_done=len(samples) - len(ids),
+    # ---- work list: samples without a completion marker. Batches are cut at fixed
+    # positions of the whole view, and a batch with any unfinished sample is recomputed
+    # whole, so a resumed run sees exactly the batches an uninterrupted run saw (batch
+    # composition changes conv arithmetic in the last bits) and writes only what is missing.
+    all_ids = samples.values("id")
+    todo = set(samples.exists(names["confidence"], False).exists(names["error"], False).values("id"))
+    summary = LabelSummary(prefix=prefix, total=len(all_ids), skipped_done=len(all_ids) - len(todo),
                            segmenter=seg.name, output_dir=out_dir)
-    if max_samples is not None:
-        ids = ids[:max_samples]
-    bar = _bar(len(ids), progress_bar)
+    budget = len(todo) if max_samples is None else min(max_samples, len(todo))
+    bar = _bar(budget, progress_bar)
     pending: list[tuple[str, dict]] = []
-    done = 0
+    done, last_flush = 0, time.perf_counter()
     try:
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start:start + batch_size]
+        for start in range(0, len(all_ids), batch_size):
+            if done >= budget:
+                break
+            chunk = all_ids[start:start + batch_size]
+            missing = [i for i in chunk if i in todo]
+            if not missing:
+                continue
             batch = samples.select(chunk, ordered=True)
             paths = batch.values("filepath")
             labels = _read_labels(batch, label_field, kind)
             for sid, vals in _process(ewc, clf, chunk, paths, labels, out_dir, names, target_id, exp_keys):
+                if sid not in todo:
+                    continue
                 pending.append((sid, vals))
                 if "error" in vals:
                     summary.errors[vals["error_kind"]] += 1
                 else:
                     summary.succeeded += 1
-            done += len(chunk)
-            if len(pending) >= write_every:
+            done += len(missing)
+            if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
                 summary.write_seconds += _flush(dataset, pending, names)
-                pending = []
-            bar.update(len(chunk))
+                pending, last_flush = [], time.perf_counter()
+            bar.update(len(missing))
             if progress:
-                progress(done, len(ids))
+                progress(done, budget)
         summary.write_seconds += _flush(dataset, pending, names)
     finally:
         bar.close()
@@ -255,9 +274,10 @@ def label(
 
 
 def _comparable(described: dict) -> dict:
-    """The part of a run's description that must match to resume it."""
-    return {"classifier": described["classifier"], "explainers": described["explainers"],
-            "config": described["config"], "segmenter": described["segmenter"]["name"]}
+    """The part of a run's description that must match to resume it (JSON-normalised,
+    as it comes back from the database)."""
+    return json.loads(json.dumps({"classifier": described["classifier"], "explainers": described["explainers"],
+            "config": described["config"], "segmenter": described["segmenter"]["name"]}))
 
 
 def _has_todo(samples, names) -> bool:

@@ -1,0 +1,18 @@
+"""Test-session setup shared by every test package.
+
+FiftyOne reads its database location when first imported, so a private, throw-away
+database (and dataset directory) is configured here, before any test imports it.
+"""
+
+import os
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="ewc_fo_tests_")
+os.environ.setdefault("FIFTYONE_DATABASE_DIR", os.path.join(_TMP, "db"))
+os.environ.setdefault("FIFTYONE_DEFAULT_DATASET_DIR", os.path.join(_TMP, "datasets"))
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("EWC_FO_TEST_TMP", _TMP)
