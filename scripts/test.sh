@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up the environment and run the whole test suite (what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true
+exec .venv/bin/python -m pytest tests "$@"
