@@ -1,0 +1,82 @@
+"""``ewc-fo create``: build a FiftyOne dataset with image-level labels from a common layout."""
+
+from __future__ import annotations
+
+import argparse
+
+SOURCES = {
+    "folder": "folder of images (recursive) + optional labels.json {image: label | [labels]}",
+    "classdirs": "ImageNet style ROOT/<class>/*.jpg, or ROOT/<split>/<class>/*.jpg",
+    "csv": "CSV of filepath,label(s); several labels separated by ; or |",
+    "voc": "VOC-style folder: JPEGImages/, SegmentationClass/, ImageSets/Segmentation/",
+    "coco": "COCO instances JSON (images in --images, default data/ or images/ next to it)",
+    "hf": "Hugging Face dataset: hub name, save_to_disk folder, parquet file(s) or data folder",
+    "cub": "CUB-200-2011 folder (images/, images.txt, classes.txt, ...; segmentations/ if present)",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "create",
+        help="create a FiftyOne dataset with image-level labels from a folder, CSV, VOC, COCO, HF or CUB",
+        description="Sources:\n" + "\n".join(f"  {k:10s} {v}" for k, v in SOURCES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="name of the new FiftyOne dataset")
+    p.add_argument("--from", dest="source", required=True, choices=list(SOURCES))
+    p.add_argument("path", help="folder, file or Hugging Face dataset name to import")
+    p.add_argument("--label-field", default="labels", help="field for the image-level labels (default: labels)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    p.add_argument("--max-samples", type=int, default=None, help="import at most this many images")
+    p.add_argument("--media-dir", default=None,
+                   help="where images/masks the importer must write go (default under the FiftyOne dataset dir)")
+    p.add_argument("--images", default=None, help="coco: image folder")
+    p.add_argument("--labels-json", default=None, help="folder: labels file (default PATH/labels.json)")
+    p.add_argument("--root", default=None, help="csv: folder relative paths are resolved against")
+    p.add_argument("--split", default="train", help="hf: split to import")
+    p.add_argument("--image-key", default=None, help="hf: image column (default: the Image feature)")
+    p.add_argument("--label-key", default=None, help="hf: label column (default: the ClassLabel feature)")
+    p.add_argument("--segmentations", default=None, help="cub: segmentations/ folder if not next to the data")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..fo import recipes as r
+
+    common = dict(label_field=args.label_field, overwrite=args.overwrite, max_samples=args.max_samples)
+    src = args.source
+    if src == "folder":
+        ds = r.import_folder(args.name, args.path, labels_json=args.labels_json, **common)
+    elif src == "classdirs":
+        ds = r.import_classdirs(args.name, args.path, **common)
+    elif src == "csv":
+        ds = r.import_csv(args.name, args.path, root=args.root, **common)
+    elif src == "voc":
+        ds = r.import_voc(args.name, args.path, media_dir=args.media_dir, **common)
+    elif src == "coco":
+        ds = r.import_coco(args.name, args.path, images_dir=args.images, media_dir=args.media_dir, **common)
+    elif src == "hf":
+        ds = r.import_hf(args.name, args.path, split=args.split, image_key=args.image_key,
+                         label_key=args.label_key, media_dir=args.media_dir, **common)
+    else:
+        ds = r.import_cub(args.name, args.path, segmentations_dir=args.segmentations,
+                          media_dir=args.media_dir, **common)
+    print(describe(ds, args.label_field))
+    return 0
+
+
+def describe(ds, label_field: str) -> str:
+    """One paragraph a user can check the import against."""
+    classes = ds.classes.get(label_field, [])
+    lines = [f"dataset {ds.name!r}: {len(ds)} images, {len(classes)} classes in field {label_field!r}"]
+    schema = ds.get_field_schema()
+    if label_field in schema:
+        unlabeled = len(ds.exists(label_field, False))
+        if unlabeled:
+            lines.append(f"  {unlabeled} images have no label")
+    for f in sorted(ds.mask_targets):
+        lines.append(f"  ground-truth masks in {f!r} ({ds.count(f)} images)")
+    tags = ds.count_sample_tags()
+    if tags:
+        lines.append("  tags: " + ", ".join(f"{k} ({v})" for k, v in sorted(tags.items())))
+    return "\n".join(lines)
