@@ -38,6 +38,7 @@ class EWCConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     seed: int = 0
+    keep_explainer_masks: bool = False  # keep each explainer's own mask (ablations, benchmarks)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +58,7 @@ class ClassResult:
     confidence: float
     scores: dict[str, dict[str, float]]  # explainer -> concentration/agreement/quality/weight
     empty: bool = False  # no cue at all in the fused map
+    explainer_masks: dict[str, np.ndarray] | None = None  # at working size, if asked for
 
 
 @dataclass
@@ -133,11 +135,12 @@ class EWC:
         agree = [agreement(out.maps[:, c]) for c in range(C)]
 
         self.segmenter.set_image(work)  # ONE embedding serves every prompt below
-        quality = None
-        if cfg.use_quality and K > 1:
+        quality, segs = None, None
+        if (cfg.use_quality and K > 1) or cfg.keep_explainer_masks:
             per_exp = [make_prompt(out.maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
             segs = self.segmenter.segment_many(per_exp)
-            quality = np.array([s.quality for s in segs]).reshape(C, K)
+            if cfg.use_quality and K > 1:
+                quality = np.array([s.quality for s in segs]).reshape(C, K)
 
         fused, weights, svals = [], [], []
         for c in range(C):
@@ -174,6 +177,8 @@ class EWC:
                 instances=[(_resize_mask(m, H, W), qq) for m, qq in zip(seg.masks, seg.qualities)],
                 quality=q, mass_inside=mass, confidence=conf, scores=scores,
                 empty=not seg.masks,
+                explainer_masks={out.names[k]: segs[c * K + k].mask for k in range(K)}
+                if cfg.keep_explainer_masks and segs is not None else None,
             ))
         label_map = merge(fused, [r.mask for r in results], (H, W))
         agreement_img = float(np.mean([pairwise_agreement(out.maps[:, c]) for c in range(C)])) if C else 0.0

@@ -336,7 +336,7 @@ def _process(ewc, clf, ids, paths, labels, out_dir, names, target_id, exp_keys):
             except Exception as e:  # unexpected: record it, keep going
                 log.exception("internal error on a sample")
                 results.append(EWCError(f"internal error: {type(e).__name__}: {e}"))
-    for sid, img, res in zip(keep, images, results):
+    for sid, res in zip(keep, results):
         if isinstance(res, Exception):
             yield sid, {"error": str(res), "error_kind": getattr(res, "kind", "error")}
             continue
@@ -381,8 +381,13 @@ def _sample_values(sid: str, res: ImageResult, out_dir: str, target_id: dict, ex
     _atomic_png(fused8.max(0), p)
     vals["heatmap_fused"] = fo.Heatmap(map_path=p, range=[0, 255])
     maps_path = os.path.join(out_dir, "maps", f"{sid}.npz")
+    extra = {}
+    if res.classes and res.classes[0].explainer_masks is not None:
+        # each explainer's own mask (ablations): (K, C, h, w) bits at the working size
+        em = np.stack([np.stack([c.explainer_masks[n] for c in res.classes]) for n in res.explainer_names])
+        extra = {"explainer_masks": np.packbits(em, axis=-1), "explainer_masks_width": em.shape[-1]}
     _atomic_npz(maps_path, maps=maps8, fused=fused8, names=np.array(res.explainer_names),
-                classes=np.array([c.class_name for c in res.classes]))
+                classes=np.array([c.class_name for c in res.classes]), **extra)
     vals["maps_path"] = maps_path
     vals["confidence"] = float(res.confidence)  # the completion marker, written last
     return vals

@@ -1,0 +1,251 @@
+"""Mask quality on real data: does confidence-weighted fusion beat every single explainer,
+and does the confidence find the bad masks?
+
+The product path, end to end: import a VOC-style folder (default ``../shared/data/voc_dev``)
+into FiftyOne, fit the classifier from its image-level labels only, label it with
+``ewc_fo.label`` (keeping each explainer's own mask), evaluate with ``ewc_fo.evaluate``, and
+print one table:
+
+  rows    = each single explainer (its own map -> same prompts -> same segmenter),
+            fused (no segmenter), fused + segmenter
+  columns = mIoU alone (map thresholded, background threshold swept: the IRN protocol),
+            mIoU + segmenter, confidence AUROC (IoU < 0.5) and Spearman, seconds per image
+
+It also writes the table as Markdown and two plots (per-class IoU, confidence vs IoU).
+
+    python benchmarks/quality.py                       # all 300 images, GrabCut
+    python benchmarks/quality.py --limit 40 --segmenter sam2 --sam2-checkpoint sam2.1_hiera_tiny.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "voc_dev"
+THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="VOC-style folder")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted ids)")
+    p.add_argument("--split", default=None, help="only images tagged with this split (e.g. val)")
+    p.add_argument("--segmenter", default="grabcut", choices=["grabcut", "sam2"])
+    p.add_argument("--sam2-checkpoint", default=None)
+    p.add_argument("--explainers", default=None, help="comma-separated (default: the defaults)")
+    p.add_argument("--explain-size", type=int, default=448)
+    p.add_argument("--fit-size", type=int, default=448)
+    p.add_argument("--classifier", default=None, help="use this checkpoint instead of fitting")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--fg-threshold", type=float, default=None)
+    p.add_argument("--box-threshold", type=float, default=None)
+    p.add_argument("--bg-threshold", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")
+    p.add_argument("--name", default="ewc-bench-voc", help="FiftyOne dataset name (recreated)")
+    p.add_argument("--no-plots", action="store_true")
+    return p.parse_args(argv)
+
+
+def build_config(args):
+    from dataclasses import replace
+
+    from ewc_fo.engine.pipeline import EWCConfig
+
+    cfg = EWCConfig(explain_size=args.explain_size, keep_explainer_masks=True)
+    if args.explainers:
+        cfg = replace(cfg, explainers=tuple(args.explainers.split(",")))
+    pk = {k: getattr(args, k) for k in ("fg_threshold", "box_threshold", "bg_threshold")
+          if getattr(args, k) is not None}
+    if pk:
+        cfg = replace(cfg, prompts=replace(cfg.prompts, **pk))
+    if args.temperature is not None:
+        cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
+    return cfg
+
+
+def irn_label(maps: np.ndarray, ids: np.ndarray, thr: float) -> np.ndarray:
+    """Argmax over [background = thr, class maps...] -> dataset class ids (0 = background)."""
+    scores = np.concatenate([np.full((1, *maps.shape[1:]), thr, np.float32), maps])
+    return np.concatenate([[0], ids])[scores.argmax(0)]
+
+
+def resize_nearest(a: np.ndarray, shape) -> np.ndarray:
+    import cv2
+
+    if a.shape == tuple(shape):
+        return a
+    return cv2.resize(a.astype(np.uint16), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_linear(a: np.ndarray, shape) -> np.ndarray:
+    import cv2
+
+    if a.shape[-2:] == tuple(shape):
+        return a
+    return np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in a])
+
+
+def ablations(view, gt_names: list[str], prefix: str = "ewc"):
+    """Confusion matrices for every row from the stored maps and explainer masks."""
+    from PIL import Image
+
+    from ewc_fo.engine.metrics import ConfusionMatrix
+    from ewc_fo.engine.pipeline import merge
+
+    C = len(gt_names)
+    gt_id = {n: i for i, n in enumerate(gt_names)}
+    alone: dict[str, dict[float, ConfusionMatrix]] = {}
+    seg: dict[str, ConfusionMatrix] = {}
+    for s in view.select_fields(["ground_truth", f"{prefix}_maps_path"]).exists(f"{prefix}_maps_path"):
+        gt = np.asarray(Image.open(s.ground_truth.mask_path))
+        z = np.load(s[f"{prefix}_maps_path"])
+        names = [str(n) for n in z["names"]]
+        ids = np.array([gt_id[str(c)] for c in z["classes"]])
+        maps = z["maps"].astype(np.float32) / 255
+        rows = {n: maps[k] for k, n in enumerate(names)}
+        rows["fused"] = z["fused"].astype(np.float32) / 255
+        for n, m in rows.items():
+            m = resize_linear(m, gt.shape)
+            cms = alone.setdefault(n, {t: ConfusionMatrix(C) for t in THRESHOLDS})
+            for t in THRESHOLDS:
+                cms[t].update(irn_label(m, ids, t), gt)
+        if "explainer_masks" in z:
+            em = np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
+            for k, n in enumerate(names):
+                lm = merge(maps[k], list(em[k]), em.shape[-2:])
+                lab = resize_nearest(np.concatenate([[0], ids])[lm], gt.shape)
+                seg.setdefault(n, ConfusionMatrix(C)).update(lab, gt)
+    return alone, seg
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+    import ewc_fo
+    from ewc_fo.engine.classifier import load_classifier
+    from ewc_fo.engine.fitting import fit_classifier
+    from ewc_fo.engine.metrics import auroc_bad, spearman
+    from ewc_fo.engine.segmenters import create_segmenter
+    from ewc_fo.fo.recipes import import_voc
+
+    data = Path(args.data)
+    if not (data / "JPEGImages").is_dir():
+        print(f"no VOC-style data at {data}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = import_voc(args.name, data, overwrite=True)
+    view = ds.match_tags(args.split) if args.split else ds
+    view = view.sort_by("filepath")
+    if args.limit:
+        view = view.limit(args.limit)
+    print(f"{len(view)} images from {data}")
+
+    t0 = time.perf_counter()
+    if args.classifier:
+        clf = load_classifier(args.classifier)
+    else:
+        labels = [[c.label for c in s.labels.classifications] for s in ds.select_fields("labels")]
+        paths = ds.values("filepath")
+        clf = fit_classifier(paths, labels, fit_size=args.fit_size, input_size=args.explain_size)
+    fit_s = time.perf_counter() - t0
+    print(f"classifier fitted from image-level labels of {len(ds)} images in {fit_s:.0f}s: "
+          f"held-out {clf.meta.get('metric', '?')} {clf.meta.get('heldout_score', float('nan')):.3f}")
+
+    seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint)
+    cfg = build_config(args)
+    t1 = time.perf_counter()
+    summary = ewc_fo.label(view, "labels", classifier=clf, segmenter=seg, config=cfg,
+                           batch_size=args.batch_size, overwrite=True, write_every=16)
+    label_s = time.perf_counter() - t1
+    n = max(1, summary.succeeded)
+    print(summary)
+
+    report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field="ground_truth")
+    gt_names = [ds.mask_targets["ground_truth"][i] for i in sorted(ds.mask_targets["ground_truth"])]
+    alone, segcm = ablations(view, gt_names)
+
+    conf = np.array(view.values("ewc_confidence"), dtype=float)
+    agree = np.array(view.values("ewc_agreement"), dtype=float)
+    iou = np.array(view.values("ewc_iou"), dtype=float)
+    rows = []
+    for name in [k for k in alone if k != "fused"] + ["fused"]:
+        best = max(THRESHOLDS, key=lambda t: alone[name][t].miou())
+        a = alone[name][best].miou()
+        s = segcm[name].miou() if name in segcm else (report.miou if name == "fused" else float("nan"))
+        rows.append((name, a, best, s))
+    table = [
+        f"| map | mIoU alone (best bg thr) | mIoU + {seg.name} | conf. AUROC (IoU<0.5) | conf. Spearman | s/img |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, a, thr, s in rows:
+        conf_cols = f"{auroc_bad(conf, iou):.3f} | {spearman(conf, iou):.3f} | {label_s / n:.2f}" \
+            if name == "fused" else " | | "
+        table.append(f"| {name} | {100 * a:.1f}% ({thr:.2f}) | {100 * s:.1f}% | {conf_cols} |")
+    table.append(f"| agreement as confidence | | | {auroc_bad(agree, iou):.3f} | {spearman(agree, iou):.3f} | |")
+    best_single = max(s for name, _, _, s in rows if name != "fused")
+    settings = {
+        "images": len(view), "segmenter": seg.describe(), "classifier": clf.meta.get("backbone", clf.name),
+        "fit_size": args.fit_size, "explain_size": args.explain_size, "held_out": clf.meta.get("heldout_score"),
+        "explainers": list(cfg.explainers), "prompts": cfg.prompts.__dict__, "score": cfg.score.__dict__,
+        "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
+    }
+    md = "\n".join([
+        f"# Quality on {data.name} ({len(view)} images, {seg.name})", "",
+        *table, "",
+        f"fused + {seg.name} minus best single explainer + {seg.name}: "
+        f"{100 * (report.miou - best_single):+.1f} points; pixel accuracy {100 * report.pixel_accuracy:.1f}%",
+        "", "Per-class IoU (fused + segmenter):", "",
+        "| class | IoU |", "|---|---|",
+        *[f"| {k} | {100 * v:.1f}% |" for k, v in report.per_class_iou.items()],
+        "", "Settings:", "", "```json", json.dumps(settings, indent=1, default=str), "```", "",
+    ])
+    print()
+    print(md)
+    (out / "quality.md").write_text(md)
+    if not args.no_plots:
+        plots(report, conf, iou, out)
+    return 0
+
+
+def plots(report, conf, iou, out: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plots")
+        return
+    names = list(report.per_class_iou)
+    vals = [100 * (v if v == v else 0) for v in report.per_class_iou.values()]
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.bar(names, vals)
+    ax.set_ylabel("IoU %")
+    ax.set_title(f"per-class IoU, mIoU {100 * report.miou:.1f}%")
+    plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
+    fig.tight_layout()
+    fig.savefig(out / "per_class_iou.png", dpi=100)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ok = np.isfinite(conf) & np.isfinite(iou)
+    ax.scatter(conf[ok], iou[ok], s=10, alpha=0.6)
+    ax.axhline(0.5, color="grey", lw=0.8)
+    ax.set_xlabel("ewc_confidence")
+    ax.set_ylabel("per-sample IoU")
+    fig.tight_layout()
+    fig.savefig(out / "confidence_vs_iou.png", dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
