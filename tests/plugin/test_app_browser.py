@@ -1,0 +1,155 @@
+"""The plugin in the real App: headless Chromium runs the compute operator from the operator browser.
+
+Needs Debian's ``chromium`` and Playwright's Python package (scripts/install_browser.sh);
+skipped, with the reason, where they are missing. Screenshots go to ``$EWC_TEST_ARTIFACTS``
+(default: a ``browser`` folder in the test session's temporary directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from ..fo._data import make_dataset
+
+CHROMIUM = os.environ.get("EWC_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+DATASET = "plugin-app-browser"
+
+if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+    pytest.skip(f"Chromium not installed at {CHROMIUM} (run scripts/install_browser.sh)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (scripts/install_browser.sh)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    d = os.environ.get("EWC_TEST_ARTIFACTS") or os.path.join(
+        os.environ.get("EWC_FO_TEST_TMP") or tempfile.mkdtemp(), "browser")
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, plugin_env, artifacts):
+    """A FiftyOne App server on loopback, on a two-photo dataset, with this repo's plugins."""
+    ds = make_dataset(str(tmp_path_factory.mktemp("app_imgs")), DATASET, n=2)
+    ds.persistent = True  # served by another process
+    port = _free_port()
+    log = open(os.path.join(artifacts, "app_server.log"), "w")
+    server = subprocess.Popen([sys.executable, "-m", "fiftyone.server.main", "--port", str(port),
+                               "--address", "127.0.0.1"], env=plugin_env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"App server did not start; see {log.name}") from None
+                time.sleep(0.5)
+        yield ds, url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        ds.delete()
+
+
+def _wait(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_compute_operator_in_browser(app, artifacts):
+    ds, url = app
+    shot = lambda page, name: page.screenshot(path=os.path.join(artifacts, name), full_page=True)  # noqa: E731
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/datasets/{DATASET}", wait_until="domcontentloaded")
+            page.wait_for_selector("text=labels", timeout=90_000)
+            page.wait_for_timeout(1500)
+            shot(page, "01_dataset.png")
+            if page.get_by_role("button", name="Dismiss").count():  # the App's Enterprise promo dialog
+                page.get_by_role("button", name="Dismiss").first.click()
+                page.wait_for_timeout(500)
+
+            # the operator browser lists the plugin's operators
+            page.keyboard.press("`")
+            search = page.get_by_placeholder("Search operations by name...")
+            search.wait_for(timeout=30_000)
+            for label in ("EWC: compute explanations and masks", "EWC: create/refresh triage views",
+                          "EWC: evaluate masks against ground truth", "EWC: export masks (COCO / VOC)",
+                          "EWC: fit classifier on image-level labels"):
+                assert page.get_by_text(label).count(), label
+            shot(page, "02_operator_browser.png")
+            search.fill("compute explanations")
+            page.keyboard.press("Enter")
+
+            # the form: defaults filled in; keep the run small (2 explainers, 160 px, GrabCut)
+            page.wait_for_selector("text=Label field", timeout=90_000)
+            page.wait_for_timeout(1000)
+            for name in ("gradcampp", "xgradcam", "layercam", "input_x_gradient"):
+                page.locator(f".MuiChip-root:has-text('{name}') .MuiChip-deleteIcon").first.click()
+                page.wait_for_timeout(300)
+            page.locator("input[type=radio][value=grabcut]").check()
+            page.locator("input[type=number]").first.fill("160")
+            page.wait_for_timeout(1500)  # dynamic form re-resolves
+            shot(page, "03_compute_form.png")
+            page.get_by_role("button", name="Execute", exact=True).click()
+
+            # results land in the database, and the App reloads to show them
+            _wait(lambda: len(ds.exists("ewc_confidence")) == 2, 240, "ewc_confidence on both samples")
+            ds.reload()
+            assert {"ewc_mask", "ewc_heatmap_fused", "ewc_heatmap_gradcam", "ewc_heatmap_eigencam"} <= set(
+                ds.get_field_schema())
+            assert "ewc_heatmap_layercam" not in ds.get_field_schema()  # the form's choice was used
+            assert "ewc-low-confidence" in ds.list_saved_views()
+            page.wait_for_selector("text=ewc_confidence", timeout=60_000)  # sidebar after reload_dataset
+            page.wait_for_selector("text=2 labeled, 0 failed", timeout=30_000)  # the operator's output
+            page.wait_for_timeout(1000)
+            shot(page, "04_after_compute.png")
+            page.get_by_role("button", name="Close", exact=True).click()
+            for _ in range(5):  # the output dialog closes; any other popover too
+                if not page.locator(".MuiDialog-container").count():
+                    break
+                page.keyboard.press("Escape")
+                page.wait_for_timeout(500)
+            shot(page, "05_closed.png")
+
+            # the triage views are in the saved-view selector
+            page.get_by_text("Unsaved view").first.click()
+            page.wait_for_selector("text=ewc-low-confidence", timeout=30_000)
+            page.wait_for_timeout(1000)  # let the menu finish opening
+            shot(page, "06_saved_views.png")
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -1,0 +1,256 @@
+"""The FiftyOne plugin on a real database: discovery, forms, immediate execution, the panel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import numpy as np
+import pytest
+from fiftyone.operators.executor import ExecutionContext, ExecutionError
+from PIL import Image
+
+from ..fo._data import make_dataset
+from .conftest import FAST, URI
+
+OPERATORS = ["fit_classifier", "compute_ewc", "create_triage_views", "evaluate_masks", "export_masks"]
+
+
+def resolve(name, samples, params=None, **request):
+    """The operator's form as the App would get it (system view target included)."""
+    uri = f"{URI}/{name}"
+    view = samples.view() if isinstance(samples, fo.Dataset) else samples
+    ctx = ExecutionContext(request_params=dict(dataset_name=view._root_dataset.name, view=view._serialize(),
+                                               params=params or {}, **request), operator_uri=uri)
+    return foo.get_operator(uri).resolve_type(ctx, "inputs")
+
+
+def props(form):
+    return form.type.properties
+
+
+def invalid(form):
+    return {k: p.error_message for k, p in props(form).items() if getattr(p, "invalid", False)}
+
+
+def run(name, samples, params, **ctx):
+    view = samples.view() if isinstance(samples, fo.Dataset) else samples
+    return foo.execute_operator(f"{URI}/{name}", ctx=dict(view=view, params=params, **ctx))
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    d = make_dataset(str(tmp_path_factory.mktemp("plugin_imgs")), "plugin-ops", n=3)
+    d.add_sample_field("note", fo.StringField)
+    d.add_sample_field("boxes", fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+    d.add_sample_field("single", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    return d
+
+
+@pytest.fixture(scope="module")
+def labeled(ds, tmp_path_factory):
+    """One immediate compute run through the operator's Python ``__call__``."""
+    out = str(tmp_path_factory.mktemp("plugin_out"))
+    result = foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", output_dir=out, **FAST)
+    return ds, result
+
+
+def test_discovery_in_subprocess(plugin_env):
+    code = (
+        "import json, fiftyone.plugins as fop, fiftyone.operators as foo\n"
+        "from fiftyone.plugins.context import build_plugin_contexts\n"
+        "errs = [e for c in build_plugin_contexts() for e in c.errors]\n"
+        "print(json.dumps({'plugins': [p.name for p in fop.list_plugins()],\n"
+        "  'secrets': [p.secrets for p in fop.list_plugins() if p.name == '@ewc-fo/ewc'],\n"
+        "  'operators': [o.uri for o in foo.list_operators()], 'errors': errs}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=plugin_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert URI in got["plugins"]
+    assert not got["errors"], got["errors"]
+    for name in OPERATORS + ["ewc_review"]:
+        assert f"{URI}/{name}" in got["operators"]
+    assert got["secrets"] == [["HF_TOKEN"]]
+
+
+def test_operator_configs():
+    for name in OPERATORS:
+        cfg = foo.get_operator(f"{URI}/{name}").config
+        assert cfg.allow_immediate_execution and cfg.allow_delegated_execution, name
+    assert foo.get_operator(f"{URI}/compute_ewc").config.default_choice_to_delegated
+
+
+def test_compute_form(ds):
+    form = resolve("compute_ewc", ds)
+    p = props(form)
+    assert list(p)[0] == "view_target"
+    assert p["label_field"].type.values == ["labels", "single"]  # not the string nor the boxes field
+    assert p["label_field"].default == "labels"
+    assert p["prefix"].default == "ewc"
+    from ewc_fo.engine.explainers import list_explainers
+    from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS
+
+    assert p["explainers"].default == list(DEFAULT_EXPLAINERS)
+    assert [c.value for c in p["explainers"].view.choices] == list_explainers()
+    assert p["segmenter"].type.values == ["auto", "grabcut", "sam2"]
+    assert not invalid(form)
+    # validation the App shows inline
+    assert "prefix" in invalid(resolve("compute_ewc", ds, {"prefix": "1bad-prefix"}))
+    assert "explainers" in invalid(resolve("compute_ewc", ds, {"explainers": ["gradcam", "nope"]}))
+    env = os.environ.pop("EWC_SAM2_CHECKPOINT", None)
+    try:
+        assert "sam2_checkpoint" in invalid(resolve("compute_ewc", ds, {"segmenter": "sam2"}))
+    finally:
+        if env is not None:
+            os.environ["EWC_SAM2_CHECKPOINT"] = env
+    assert "batch_size" in invalid(resolve("compute_ewc", ds, {"batch_size": 0}))
+
+
+def test_execution_options_follow_target_size(ds):
+    op = foo.get_operator(f"{URI}/compute_ewc")
+    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, view=ds.view()._serialize(), params={}))
+    opts = op.resolve_execution_options(ctx)
+    assert opts.allow_immediate_execution and opts.allow_delegated_execution
+    assert not opts.default_choice_to_delegated  # 3 samples: immediate by default
+
+
+def test_forms_without_runs(tmp_path):
+    bare = make_dataset(str(tmp_path), "plugin-bare", n=1)
+    for name in ("create_triage_views", "export_masks"):
+        p = props(resolve(name, bare))
+        assert "prefix_missing" in p, name
+    assert "fields_missing" in props(resolve("evaluate_masks", bare))
+    fit = resolve("fit_classifier", bare)
+    assert props(fit)["out"].default.endswith("classifier_labels.safetensors")
+    assert "out" in invalid(resolve("fit_classifier", bare, {"out": "/tmp/model.pt"}))
+
+
+def test_compute_selected_samples(ds, tmp_path):
+    sid = ds.first().id
+    res = run("compute_ewc", ds, dict(label_field="labels", prefix="sel", view_target="SELECTED_SAMPLES",
+                                      output_dir=str(tmp_path), **FAST), selected=[sid])
+    assert res.result["labeled"] == 1 and res.result["total"] == 1
+    assert ds.exists("sel_confidence").values("id") == [sid]
+    requests = [r["operator_uri"] for r in res.executor.to_json()["requests"]]
+    assert "reload_dataset" in requests  # immediate: the App reloads
+    logs = [r["params"].get("message", "") for r in res.executor.to_json()["requests"]]
+    assert any("labeling 1/1" in m and "img/s" in m for m in logs)
+
+
+def test_compute_call_writes_fields_and_views(labeled):
+    ds, result = labeled
+    assert result["labeled"] == 3 and result["failed"] == 0
+    assert result["segmenter"] == "grabcut"
+    assert len(ds.exists("ewc_confidence")) == 3
+    schema = ds.get_field_schema()
+    assert schema["ewc_mask"].document_type is fo.Segmentation
+    assert "ewc_heatmap_gradcam" in schema and "ewc_heatmap_fused" in schema
+    assert set(result["views"]) <= set(ds.list_saved_views())
+    assert "ewc-low-confidence" in ds.list_saved_views()
+
+
+def test_errors_are_clear(labeled):
+    ds, _ = labeled
+    with pytest.raises(ExecutionError, match="already labeled"):
+        run("compute_ewc", ds, dict(label_field="labels", prefix="ewc", **FAST))
+    with pytest.raises(ExecutionError, match="unknown classifier"):
+        run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
+
+
+def test_triage_views(labeled):
+    ds, _ = labeled
+    for v in list(ds.list_saved_views()):
+        if v.startswith("ewc-"):
+            ds.delete_saved_view(v)
+    res = run("create_triage_views", ds, dict(prefix="ewc"))
+    assert res.result["views"][0] == "ewc-low-confidence"
+    assert set(res.result["views"]) <= set(ds.list_saved_views())
+    reqs = [r["operator_uri"] for r in res.executor.to_json()["requests"]]
+    assert "reload_dataset" in reqs and "set_view" in reqs
+    assert foo.get_operator(f"{URI}/create_triage_views")(ds, "ewc") == res.result
+
+
+def test_evaluate(labeled, tmp_path):
+    ds, _ = labeled
+    # ground truth = the run's own masks: a perfect score, which pins the wiring
+    gts = {}
+    for s in ds.exists("ewc_mask"):
+        p = str(tmp_path / f"{s.id}.png")
+        Image.fromarray(np.asarray(Image.open(s.ewc_mask.mask_path))).save(p)
+        gts[s.id] = fo.Segmentation(mask_path=p)
+    ds.set_values("ground_truth", gts, key_field="id")
+    ds.mask_targets = {**ds.mask_targets, "ground_truth": ds.mask_targets["ewc_mask"]}
+    ds.save()
+    form = resolve("evaluate_masks", ds)
+    assert "ewc_mask" in props(form)["pred_field"].type.values
+    assert "ground_truth" in props(form)["gt_field"].type.values
+    res = run("evaluate_masks", ds, dict(pred_field="ewc_mask", gt_field="ground_truth"))
+    assert res.result["miou"] == pytest.approx(1.0)
+    assert "mIoU" in res.result["report"]
+    assert "ewc_evaluation" in ds.info and "ewc_iou" in ds.get_field_schema()
+
+
+def test_export_coco_and_voc(labeled, tmp_path):
+    ds, _ = labeled
+    coco = tmp_path / "coco"
+    res = run("export_masks", ds, dict(prefix="ewc", format="coco", out_dir=str(coco)))
+    assert res.result["num_images"] == 3
+    labels = json.loads((coco / "labels.json").read_text())
+    assert len(labels["images"]) == 3 and labels["annotations"]
+    voc = tmp_path / "voc"
+    out = foo.get_operator(f"{URI}/export_masks")(ds, str(voc), format="voc")
+    assert out["num_images"] == 3 and (voc / "SegmentationClass").is_dir()
+    # a non-empty target without overwrite is refused in the form
+    assert "out_dir" in invalid(resolve("export_masks", ds, {"prefix": "ewc", "out_dir": str(coco)}))
+
+
+def _panel(ds, method, sid=None, state=None):
+    return run("ewc_review", ds, {"panel_id": "p1", "__method__": method, "state": state or {}},
+               current_sample=sid)
+
+
+def _requests(res, uri):
+    return [r["params"] for r in res.executor.to_json()["requests"] if r["operator_uri"] == uri]
+
+
+def test_review_panel(labeled):
+    ds, _ = labeled
+    low = ds.sort_by("ewc_confidence").values("id")
+    res = _panel(ds, "on_load", low[0])
+    state = {}
+    for p in _requests(res, "patch_panel_state"):  # ctx.panel.set_state patches the App's state
+        state.update(p.get("state", {}))
+    info = state["info"]
+    assert info["id"] == low[0] and info["confidence"] is not None
+    rows = state["scores"]
+    assert {r["explainer"] for r in rows} == {"gradcam", "eigencam"}
+    assert sum(r["weight"] for r in rows) == pytest.approx(1.0, abs=1e-2)
+    assert state["fused_url"].startswith("/media?filepath=")
+    assert info["mask"]["instances"] >= 0 and "coverage_pct" in info["mask"]
+    shown = _requests(res, "show_panel_output")[0]["output"]
+    assert "scores" in json.dumps(shown) and "accept" in json.dumps(shown)
+
+    _panel(ds, "on_accept", low[0])
+    assert "ewc:reviewed" in ds[low[0]].tags
+    _panel(ds, "on_reject", low[0])
+    assert "ewc:reject" in ds[low[0]].tags and "ewc:reviewed" not in ds[low[0]].tags
+
+    res = _panel(ds, "on_next", low[0])
+    assert _requests(res, "open_sample")[0]["id"] == low[1]  # the lowest one not yet reviewed
+    res = _panel(ds, "on_show_maps", low[1])
+    assert _requests(res, "set_active_fields")[0]["fields"] == ["ewc_mask", "ewc_heatmap_fused"]
+    ds.untag_samples(["ewc:reject", "ewc:reviewed"])
+
+
+def test_fit_operator(tmp_path):
+    pytest.importorskip("ewc_fo.fo.fit", reason="ewc_fo.fo.fit not available")
+    two_each = make_dataset(str(tmp_path / "imgs"), "plugin-fit", n=8)  # fitting needs 2 images a class
+    out = str(tmp_path / "clf.safetensors")
+    res = foo.get_operator(f"{URI}/fit_classifier")(two_each, "labels", out, fit_size=160)
+    assert os.path.exists(out) and res["out"] == out
+    assert sorted(res["classes"]) == ["espresso", "missile", "tabby", "tripod"]
