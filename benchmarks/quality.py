@@ -122,7 +122,7 @@ def ablations(view, gt_names: list[str], prefix: str = "ewc"):
         if "explainer_masks" in z:
             em = np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
             for k, n in enumerate(names):
-                lm = merge(maps[k], list(em[k]), em.shape[-2:])
+                lm = merge(maps[k], list(em[k]), em.shape[-2:], strengths=z["probabilities"])
                 lab = resize_nearest(np.concatenate([[0], ids])[lm], gt.shape)
                 seg.setdefault(n, ConfusionMatrix(C)).update(lab, gt)
     return alone, seg

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--prefix", default="ewc", help="prefix of every field the run writes")
     p.add_argument("--classifier", default="efficientnet_lite0",
                    help="efficientnet_lite0, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit`")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a classifier checkpoint that needs unpickling (can run code: trusted files only)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"])
     p.add_argument("--sam2-checkpoint", default=None,
                    help="SAM2 checkpoint path or Hugging Face id (e.g. facebook/sam2.1-hiera-tiny)")
@@ -73,7 +75,7 @@ def run(args) -> int:
     cfg = build_config(args)
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
                            config=args.sam2_config or SAM2_TINY_CONFIG, device=args.device)
-    clf = load_classifier(args.classifier, device=args.device)
+    clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
     summary = label(view, args.label_field, prefix=args.prefix, classifier=clf, segmenter=seg,
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
                     output_dir=args.output_dir)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, ConfigError, UnknownClassError
+from .errors import ConfigError, UnknownClassError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -90,7 +90,10 @@ class Classifier:
         s = int(size or self.input_size)
         out = []
         for img in images:
-            t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+            a = np.ascontiguousarray(img)
+            if not a.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on read-only arrays
+                a = a.copy()
+            t = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255.0
             t = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
             out.append(t)
         x = torch.cat(out).to(self.device)
@@ -221,10 +224,13 @@ def load_classifier(
     input_size: int | None = None,
     device: str | torch.device = "cpu",
     pretrained: bool = True,
+    allow_pickle: bool = False,
 ) -> Classifier:
     """Create a :class:`Classifier` from a name, a checkpoint path or a module.
 
     ``pretrained=False`` builds the same architecture with random weights (tests).
+    ``allow_pickle=True`` lets a checkpoint that needs unpickling load: only for files you
+    trust, since unpickling can run arbitrary code.
     """
     if isinstance(source, nn.Module):
         if class_names is None:
@@ -246,7 +252,7 @@ def load_classifier(
         elif Path(src).exists():
             from .checkpoint import load_checkpoint
 
-            clf = load_checkpoint(src)
+            clf = load_checkpoint(src, class_names=class_names, allow_pickle=allow_pickle)
         else:
             raise ConfigError(
                 f"unknown classifier {src!r}: use 'efficientnet_lite0', 'torchvision:<name>', "

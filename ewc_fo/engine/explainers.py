@@ -5,9 +5,10 @@ Design (after pytorch-grad-cam and timm):
 - every explainer is a small class registered under a name; :func:`create_explainer`
   is the one entry point and :func:`list_explainers` the discovery call;
 - CAM-family explainers never run the model themselves. :func:`explain` runs **one**
-  forward and **one** backward over the batch with a single
-  ``ActivationsAndGradients`` hooking every layer any CAM needs, then hands each CAM the
-  stored activations and gradients; the library's own ``get_cam_image`` does the
+  forward over the batch with a forward hook on every layer any CAM needs and **one**
+  backward (``torch.autograd.grad`` from the target logits to those layer outputs only:
+  no parameter gradients, nothing below the hooked layers), then hands each CAM the
+  activations and gradients; the library's own ``get_cam_image`` does the
   method-specific maths;
 - attribution explainers (captum) need their own passes by nature and get the batch.
 
@@ -35,11 +36,12 @@ from pytorch_grad_cam import (
     ScoreCAM,
     XGradCAM,
 )
-from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from .classifier import Classifier
 from .errors import ConfigError
+from .images import check_image
 
 _REGISTRY: dict[str, type[Explainer]] = {}
 
@@ -70,7 +72,10 @@ def create_explainer(name: str | Explainer, **kwargs) -> Explainer:
         raise ConfigError(f"unknown explainer {name!r}; available: {', '.join(_REGISTRY)}")
     if layer:
         kwargs.setdefault("layer", layer)
-    return _REGISTRY[base](**kwargs)
+    try:
+        return _REGISTRY[base](**kwargs)
+    except TypeError as e:  # a misspelt or unsupported option
+        raise ConfigError(f"explainer {name!r}: {e}") from None
 
 
 class Explainer:
@@ -113,12 +118,24 @@ class CAMExplainer(Explainer):
         self._for = None
 
     def _library_cam(self, clf: Classifier, layer: torch.nn.Module):
-        if self._for is not (clf.model, layer):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cam = self.cam_class(model=clf.model, target_layers=[layer])
+        """The library CAM object for (model, layer), built once and kept without hooks.
+
+        ``activations_and_grads`` is set to a no-op stand-in *before* the library's
+        ``__init__`` runs, so neither a failing constructor nor interpreter teardown can
+        make ``BaseCAM.__del__`` print "Exception ignored" noise.
+        """
+        if self._for is None or self._for[0] is not clf.model or self._for[1] is not layer:
+            cam = self.cam_class.__new__(self.cam_class)
+            cam.activations_and_grads = _NoHooks()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self.cam_class.__init__(cam, model=clf.model, target_layers=[layer])
+            except Exception as e:
+                raise ConfigError(f"explainer {self.key}: pytorch-grad-cam cannot use this "
+                                  f"model/layer: {e}") from None
             cam.activations_and_grads.release()
-            cam.activations_and_grads = _NoHooks()  # silence BaseCAM.__del__ at teardown
+            cam.activations_and_grads = _NoHooks()
             self._cam, self._for = cam, (clf.model, layer)
         return self._cam
 
@@ -185,23 +202,47 @@ class LayerCAMExplainer(CAMExplainer):
 class EigenCAMExplainer(CAMExplainer):
     """First principal component of the activations, class-agnostic.
 
-    SVD leaves the sign arbitrary; we orient it to correlate positively with the mean
-    (post-activation) channel response, i.e. towards what the network fires on.
+    SVD leaves the sign arbitrary. We orient it so the long tail of the projection is
+    positive (positive skewness): the object is the minority of pixels whose features
+    stand out from the mean, the background the bulk near it. This is the Seg-Eigen-CAM
+    rule (flip when |min| > |max|; Chung & Ying 2025, in pytorch-grad-cam as
+    ``get_2d_projection_with_sign_correction``) using every pixel instead of two extremes.
+    On 60 VOC images with EfficientNet-Lite0 it matches or beats orienting towards the
+    mean channel response, and unlike that rule it does not depend on trained weights.
     """
 
     cam_class = EigenCAM
     uses_gradients = False
 
     def from_pass(self, clf, x, rows, act, grad):
-        layer = clf.layers[self.layer_name(clf)]
-        cam = self._library_cam(clf, layer)
-        proj = np.asarray(cam.get_cam_image(x, layer, None, act, None, False), dtype=np.float32)
-        energy = act.mean(axis=1)
-        for i in range(len(proj)):
-            p, e = proj[i].ravel(), energy[i].ravel()
-            if np.corrcoef(p, e)[0, 1] < 0 if p.std() > 0 and e.std() > 0 else p.sum() < 0:
-                proj[i] = -proj[i]
+        # the library's projection (get_2d_projection) with an economy SVD: the full one
+        # builds a C x C matrix (1280² for EfficientNet) for nothing. Rows of one image
+        # share activations (EigenCAM ignores the class), so the SVD runs once per image.
+        # BLAS runs single-threaded here: on a (h*w) x C matrix threads only add overhead,
+        # and OpenBLAS threads spinning against torch's OpenMP pool made one 100 x 1280
+        # SVD take 1.7 s instead of 10 ms on a busy 2-core machine.
+        proj = np.zeros((len(act), *act.shape[2:]), np.float32)
+        with threadpool_limits(1, user_api="blas"):
+            for i in range(len(act)):
+                if i and np.array_equal(act[i], act[i - 1]):
+                    proj[i] = proj[i - 1]
+                    continue
+                p = _first_component(act[i]).astype(np.float64)
+                skew = ((p - p.mean()) ** 3).mean()
+                if skew < 0 or (skew == 0 and abs(p.min()) > abs(p.max())):
+                    p = -p
+                proj[i] = p
         return np.maximum(proj, 0)
+
+
+def _first_component(act: np.ndarray) -> np.ndarray:
+    """Projection of (C, h, w) activations on their first principal direction (sign arbitrary)."""
+    a = np.nan_to_num(act.reshape(act.shape[0], -1).T.astype(np.float64))
+    a = a - a.mean(axis=0)
+    if not np.any(a):
+        return np.zeros(act.shape[1:], np.float32)
+    _, _, vt = np.linalg.svd(a, full_matrices=False)
+    return (a @ vt[0]).reshape(act.shape[1:]).astype(np.float32)
 
 
 @register_explainer("scorecam")
@@ -217,7 +258,9 @@ class ScoreCAMExplainer(CAMExplainer):
         cam = self._library_cam(clf, layer)
         cam.batch_size = 32
         targets = [ClassifierOutputTarget(int(c)) for c in rows]
-        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+        # the library prints a tqdm bar per row on stderr: keep the caller's output clean
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             out = cam.get_cam_image(x, layer, targets, act, None, False)
         return np.maximum(np.asarray(out, dtype=np.float32), 0)
 
@@ -327,7 +370,10 @@ def explain(
     Returns per image maps at the image's own size, each normalised to [0, 1].
     """
     if len(images) != len(classes):
-        raise ValueError("images and classes must have the same length")
+        raise ConfigError(f"{len(images)} images but {len(classes)} class lists")
+    for im in images:
+        check_image(im)
+    classes = [[clf.class_index(c) for c in cs] for cs in classes]  # UnknownClassError
     exps = [create_explainer(e) for e in explainers]
     if not exps:
         raise ConfigError("at least one explainer is needed")
@@ -393,26 +439,42 @@ def _cam_pass(clf, x, rows, exps, raw, flipped) -> torch.Tensor | None:
     if not cams:
         return None
     names = sorted({e.layer_name(clf) for _, e in cams}, key=list(clf.layers).index)
-    # one hook set per layer (hooks fire in forward order, so one shared list would
-    # mix layers up); they all record during the same single forward/backward
-    hooks = {n: ActivationsAndGradients(clf.model, [clf.layers[n]], None, detach=True) for n in names}
+    outs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def hook(module, inputs, output):
+            outs[name] = output[0] if isinstance(output, (tuple, list)) else output
+        return hook
+
+    handles = [clf.layers[n].register_forward_hook(keep(n)) for n in names]
+    need_grad = any(e.uses_gradients for _, e in cams)
     try:
-        need_grad = any(e.uses_gradients for _, e in cams)
         with torch.set_grad_enabled(need_grad):
-            logits = clf.model(x)
-            if need_grad:
-                clf.model.zero_grad(set_to_none=True)
-                logits[torch.arange(len(rows)), torch.tensor(rows)].sum().backward()
-        acts = {n: h.activations[0].numpy() for n, h in hooks.items()}
-        grads = {n: h.gradients[0].numpy() for n, h in hooks.items()} if need_grad else {}
-        for k, e in cams:
-            n = e.layer_name(clf)
-            m = e.from_pass(clf, x, rows, acts[n], grads.get(n))
-            raw[k].append(m[..., ::-1].copy() if flipped else m)
-        return logits.detach()
+            # the input requires grad so a frozen model (no trainable parameters) still
+            # builds a graph; autograd.grad below never computes the input's gradient
+            logits = clf.model(x.detach().requires_grad_(need_grad))
     finally:
-        for h in hooks.values():
-            h.release()
+        for h in handles:
+            h.remove()
+    missing = [n for n in names if not isinstance(outs.get(n), torch.Tensor)]
+    if missing:
+        raise ConfigError(f"CAM layer(s) {', '.join(missing)} produced no tensor during the "
+                          "forward pass: is the layer part of the model's forward?")
+    grads: dict[str, np.ndarray] = {}
+    if need_grad:
+        target = logits[torch.arange(len(rows)), torch.tensor(rows)].sum()
+        gs = torch.autograd.grad(target, [outs[n] for n in names], allow_unused=True)
+        for n, g in zip(names, gs):
+            if g is None:
+                raise ConfigError(f"CAM layer {n!r} does not influence the classifier output")
+            grads[n] = g.detach().float().cpu().numpy()
+    acts = {n: outs[n].detach().float().cpu().numpy() for n in names}
+    outs.clear()  # drop the graph-holding tensors before the CAM maths
+    for k, e in cams:
+        n = e.layer_name(clf)
+        m = e.from_pass(clf, x, rows, acts[n], grads.get(n))
+        raw[k].append(m[..., ::-1].copy() if flipped else m)
+    return logits.detach()
 
 
 def normalize_map(m: np.ndarray, robust: bool = False) -> np.ndarray:

@@ -85,7 +85,8 @@ def ensure_rgb(image: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint16:
         a = np.rint(a.astype(np.float64) / 257.0)
     elif np.issubdtype(a.dtype, np.floating):
-        a = a * 255.0 if float(np.nanmax(a)) <= 1.0 else a
+        finite = a[np.isfinite(a)]
+        a = a * 255.0 if finite.size and float(finite.max()) <= 1.0 else a
     a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
     check_image(a)
     return np.ascontiguousarray(a)

@@ -16,7 +16,7 @@ import torch
 from .classifier import Classifier, describe
 from .errors import ConfigError, NoLabelError
 from .explainers import Explainer, create_explainer, explain, list_explainers
-from .images import check_image
+from .images import MIN_SIDE, check_image
 from .prompts import Prompt, PromptConfig, make_prompt
 from .scoring import ScoreConfig, agreement, combine, concentration, fuse, pairwise_agreement
 from .segmenters import Segmentation, Segmenter
@@ -39,6 +39,20 @@ class EWCConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     seed: int = 0
     keep_explainer_masks: bool = False  # keep each explainer's own mask (ablations, benchmarks)
+
+    def __post_init__(self) -> None:
+        # a comma-separated string is accepted for convenience ("gradcam,eigencam")
+        if isinstance(self.explainers, str):
+            names = tuple(n.strip() for n in self.explainers.split(",") if n.strip())
+            object.__setattr__(self, "explainers", names)
+        if isinstance(self.scales, (int, float)):
+            object.__setattr__(self, "scales", (float(self.scales),))
+        if not self.scales or min(self.scales) <= 0:
+            raise ConfigError(f"scales must be positive numbers, got {self.scales!r}")
+        if self.explain_size is not None and int(self.explain_size) < 32:
+            raise ConfigError(f"explain_size must be >= 32 (or None), got {self.explain_size}")
+        if int(self.max_side) < MIN_SIDE:
+            raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,11 +123,13 @@ class EWC:
     def run(self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str | int]]) -> list[ImageResult]:
         """Label a batch: ``classes[i]`` lists image i's image-level classes (names or indices)."""
         if len(images) != len(classes):
-            raise ValueError("images and classes must have the same length")
+            raise ConfigError(f"{len(images)} images but {len(classes)} class lists")
         cfg = self.config
         idx = []
         for cs in classes:
-            if not len(cs):
+            if isinstance(cs, (str, int, np.integer)):
+                cs = [cs]  # one label given bare: "tabby", not ["tabby"]
+            if cs is None or not len(cs):
                 raise NoLabelError("an image has no image-level label to explain")
             ids = list(dict.fromkeys(self.clf.class_index(c) for c in cs))
             idx.append(ids)
@@ -138,7 +154,8 @@ class EWC:
         quality, segs = None, None
         if (cfg.use_quality and K > 1) or cfg.keep_explainer_masks:
             per_exp = [make_prompt(out.maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
-            segs = self.segmenter.segment_many(per_exp)
+            # draft masks suffice for scoring; ablations need the final-quality ones
+            segs = self.segmenter.segment_many(per_exp, draft=not cfg.keep_explainer_masks)
             if cfg.use_quality and K > 1:
                 quality = np.array([s.quality for s in segs]).reshape(C, K)
 
@@ -180,15 +197,19 @@ class EWC:
                 explainer_masks={out.names[k]: segs[c * K + k].mask for k in range(K)}
                 if cfg.keep_explainer_masks and segs is not None else None,
             ))
-        label_map = merge(fused, [r.mask for r in results], (H, W))
+        label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
         agreement_img = float(np.mean([pairwise_agreement(out.maps[:, c]) for c in range(C)])) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
         return ImageResult(results, label_map, out.maps, fused, out.names, agreement_img, confidence)
 
 
-def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int],
+          strengths: Sequence[float] | None = None) -> np.ndarray:
     """Per-class masks -> one label map; a pixel claimed by several classes goes to the
-    class with the most fused evidence there. 0 = background, j + 1 = class j."""
+    class with the most evidence there: its fused value times the class's strength (the
+    classifier's probability, relative to the image's strongest class). Each map is
+    normalised to its own max, so without the strength a weak class would claim as much as
+    a sure one. 0 = background, j + 1 = class j."""
     H, W = shape
     C = len(masks)
     dtype = np.uint8 if C < 255 else np.uint16
@@ -196,6 +217,9 @@ def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int]
         return np.zeros((H, W), dtype)
     ev = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) if f.shape != (H, W) else f
                    for f in fused])
+    if strengths is not None:
+        st = np.asarray(strengths, np.float32)
+        ev = ev * (st / max(float(st.max()), 1e-6))[:, None, None]
     ev = np.where(np.stack(masks), ev + 1e-6, -1.0)  # +eps: a covered pixel beats uncovered ones
     best = ev.argmax(0)
     covered = ev.max(0) > -1.0

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class PromptConfig:
@@ -32,10 +34,14 @@ class PromptConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.bg_threshold < self.box_threshold <= self.fg_threshold <= 1:
-            raise ValueError(
+            raise ConfigError(
                 "need 0 <= bg_threshold < box_threshold <= fg_threshold <= 1, got "
                 f"{self.bg_threshold}, {self.box_threshold}, {self.fg_threshold}"
             )
+        if self.points_per_region < 1 or self.negative_points < 0 or self.max_regions < 1:
+            raise ConfigError("need points_per_region >= 1, negative_points >= 0, max_regions >= 1")
+        if not 0 <= self.min_region < 1:
+            raise ConfigError(f"min_region is a share of the image in [0, 1), got {self.min_region}")
 
 
 @dataclass
@@ -87,23 +93,22 @@ def make_prompt(fused: np.ndarray, cfg: PromptConfig = PromptConfig()) -> Prompt
     boxable = (m >= cfg.box_threshold).astype(np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(boxable, connectivity=8)
     min_area = cfg.min_region * h * w
-    cand = []
-    for i in range(1, n):
-        comp = lab == i
-        core = comp & fg
-        if not core.any():
-            continue
-        if stats[i, cv2.CC_STAT_AREA] < min_area and cand:
-            continue
-        cand.append((float(m[comp].sum()), i, comp, core))
-    cand.sort(key=lambda t: -t[0])
+    # candidate regions: components holding confident foreground, ranked by map mass;
+    # small ones are dropped unless nothing else qualifies (whatever their scan order)
+    ids = np.unique(lab[fg])
+    ids = ids[ids > 0]
+    mass = np.bincount(lab.ravel(), weights=m.ravel(), minlength=n)
+    big = [int(i) for i in ids if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    keep_ids = big or [int(i) for i in ids]
+    keep_ids.sort(key=lambda i: (-mass[i], i))
     regions = []
-    for _, i, comp, core in cand[: cfg.max_regions]:
+    for i in keep_ids[: cfg.max_regions]:
         x, y, bw, bh = stats[i, :4]
         box = np.array([x, y, x + bw - 1, y + bh - 1], np.float32)
-        ys, xs = np.nonzero(core)
-        coords = np.stack([xs, ys], 1).astype(np.float32)
-        start = int(np.argmax(m[ys, xs]))
+        sub = (lab[y:y + bh, x:x + bw] == i) & fg[y:y + bh, x:x + bw]
+        ys, xs = np.nonzero(sub)
+        coords = np.stack([xs + x, ys + y], 1).astype(np.float32)
+        start = int(np.argmax(m[ys + y, xs + x]))
         regions.append(Region(box, _farthest_points(coords, cfg.points_per_region, start)))
 
     bg = m <= cfg.bg_threshold

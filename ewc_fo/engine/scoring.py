@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .errors import ConfigError
+
 GRID = 64  # scores are computed on a GRID x GRID copy: fast and resolution-independent
 
 
@@ -32,9 +34,9 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if min(self.w_concentration, self.w_agreement, self.w_quality) < 0:
-            raise ValueError("score weights must be >= 0")
+            raise ConfigError("score weights must be >= 0")
 
 
 def _small(maps: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,12 @@ class Segmenter:
     def segment(self, prompt: Prompt) -> Segmentation:
         return self.segment_many([prompt])[0]
 
-    def segment_many(self, prompts: list[Prompt]) -> list[Segmentation]:
+    def segment_many(self, prompts: list[Prompt], draft: bool = False) -> list[Segmentation]:
+        """Masks for every prompt on the current image.
+
+        ``draft=True`` allows a cheaper, lower-fidelity run: EWC uses it for the per-explainer
+        quality prompts, whose masks only serve to score the explainers.
+        """
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -88,25 +94,34 @@ class SAM2Segmenter(Segmenter):
     def from_checkpoint(cls, checkpoint: str | os.PathLike | None, config: str = SAM2_TINY_CONFIG,
                         device: str = "cpu") -> SAM2Segmenter:
         """Build from a local checkpoint + its config; ``checkpoint=None`` = random weights (tests)."""
-        from sam2.build_sam import build_sam2
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
+        with warnings.catch_warnings():  # sam2 calls the deprecated torch.jit.script on import
+            warnings.simplefilter("ignore", FutureWarning)
+            from sam2.build_sam import build_sam2
+            from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise ConfigError(f"SAM2 checkpoint not found: {checkpoint}")
         try:
-            model = build_sam2(config, str(checkpoint) if checkpoint else None, device=device)
+            with warnings.catch_warnings():  # torch.jit.script deprecation inside sam2
+                warnings.simplefilter("ignore", FutureWarning)
+                model = build_sam2(config, str(checkpoint) if checkpoint else None, device=device)
+                predictor = SAM2ImagePredictor(model)
         except Exception as e:
             raise ConfigError(f"cannot build SAM2 from config {config!r} and {checkpoint}: {e}") from None
         src = str(checkpoint) if checkpoint else f"random-init:{config}"
-        return cls(SAM2ImagePredictor(model), src)
+        return cls(predictor, src)
 
     @classmethod
     def from_pretrained(cls, model_id: str = SAM2_DEFAULT_MODEL, device: str = "cpu") -> SAM2Segmenter:
         """Download (once, cached by huggingface_hub) and build a SAM2 model by hub id."""
-        from sam2.sam2_image_predictor import SAM2ImagePredictor
+        with warnings.catch_warnings():  # sam2 calls the deprecated torch.jit.script on import
+            warnings.simplefilter("ignore", FutureWarning)
+            from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         try:
-            pred = SAM2ImagePredictor.from_pretrained(model_id, device=device)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                pred = SAM2ImagePredictor.from_pretrained(model_id, device=device)
         except Exception as e:
             raise ConfigError(f"cannot load SAM2 {model_id!r} (offline, or unknown id?): {e}") from None
         return cls(pred, model_id)
@@ -118,9 +133,11 @@ class SAM2Segmenter(Segmenter):
         with torch.inference_mode():
             self.predictor.set_image(image)
 
-    def segment_many(self, prompts: list[Prompt]) -> list[Segmentation]:
-        import torch
+    def segment_many(self, prompts: list[Prompt], draft: bool = False) -> list[Segmentation]:
+        import torch  # draft is ignored: decoding from the shared embedding is already cheap
 
+        if getattr(self, "_shape", None) is None:
+            raise RuntimeError("call set_image(image) before segment_many(prompts)")
         h, w = self._shape
         out = [Segmentation(shape=(h, w)) for _ in prompts]
         boxes, points, labels, owner = [], [], [], []
@@ -174,33 +191,43 @@ class GrabCutSegmenter(Segmenter):
 
     name = "grabcut"
 
-    def __init__(self, iterations: int = 4, max_side: int = 320, margin: float = 0.1, seed: int = 0):
+    def __init__(self, iterations: int = 4, max_side: int = 320, margin: float = 0.1, seed: int = 0,
+                 draft_iterations: int = 2, draft_side: int = 160):
         self.iterations = iterations
         self.max_side = max_side
+        self.draft_iterations = draft_iterations
+        self.draft_side = draft_side
         self.margin = margin
         self.seed = seed
 
     def set_image(self, image: np.ndarray) -> None:
         self._full = image.shape[:2]
-        h, w = self._full
-        self._scale = min(1.0, self.max_side / max(h, w))
-        if self._scale < 1:
-            size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
-            self._img = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        else:
-            self._img = image
-        self._bgr = np.ascontiguousarray(self._img[..., ::-1])
+        self._levels = {False: self._level(image, self.max_side, self.iterations),
+                        True: self._level(image, self.draft_side, self.draft_iterations)}
 
-    def segment_many(self, prompts: list[Prompt]) -> list[Segmentation]:
-        return [self._one(p) for p in prompts]
+    @staticmethod
+    def _level(image: np.ndarray, side: int, iterations: int) -> tuple:
+        """(RGB image, its BGR copy, scale from full size, iterations) at ``side`` px at most."""
+        h, w = image.shape[:2]
+        scale = min(1.0, side / max(h, w))
+        img = image
+        if scale < 1:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            img = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return img, np.ascontiguousarray(img[..., ::-1]), scale, iterations
 
-    def _one(self, p: Prompt) -> Segmentation:
+    def segment_many(self, prompts: list[Prompt], draft: bool = False) -> list[Segmentation]:
+        if getattr(self, "_levels", None) is None:
+            raise RuntimeError("call set_image(image) before segment_many(prompts)")
+        level = self._levels[bool(draft)]
+        return [self._one(p, *level) for p in prompts]
+
+    def _one(self, p: Prompt, img: np.ndarray, bgr: np.ndarray, s: float, iterations: int) -> Segmentation:
         H, W = self._full
         res = Segmentation(shape=(H, W))
         if p.empty:
             return res
-        s = self._scale
-        h, w = self._img.shape[:2]
+        h, w = img.shape[:2]
         r = max(1, int(round(0.015 * max(h, w))))
         box_thr = p.config.box_threshold if p.config else 0.3
         soft = cv2.resize(p.soft, (w, h), interpolation=cv2.INTER_LINEAR) if p.soft is not None else None
@@ -228,11 +255,11 @@ class GrabCutSegmenter(Segmenter):
             cv2.setRNGSeed(self.seed)  # GrabCut's GMM init is random: keep runs deterministic
             bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
             try:
-                cv2.grabCut(self._bgr, gc, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+                cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
             except cv2.error as e:  # degenerate seeds (e.g. a single colour): keep the seeds
                 log.debug("grabcut failed: %s", e)
             mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
-        sep = self._separation(mask)
+        sep = self._separation(mask, img)
         # one instance per region: the mask's connected parts that touch that region's box
         n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
         used = np.zeros(n, bool)
@@ -269,13 +296,15 @@ class GrabCutSegmenter(Segmenter):
         hits = list(inside(pos)) + list(~inside(neg))
         return float(np.mean(hits)) if hits else 0.0
 
-    def _separation(self, mask: np.ndarray) -> float:
+    @staticmethod
+    def _separation(mask: np.ndarray, img: np.ndarray) -> float:
         if not mask.any() or mask.all():
             return 0.0
-        ring = cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8), iterations=2).astype(bool) & ~mask
+        k = max(3, round(0.025 * max(mask.shape)) | 1)  # a ring ~5 % of the image side wide
+        ring = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8), iterations=2).astype(bool) & ~mask
         if not ring.any():
             ring = ~mask
-        q = (self._img // 32).astype(np.int32)
+        q = (img // 32).astype(np.int32)
         idx = q[..., 0] * 64 + q[..., 1] * 8 + q[..., 2]
         hf = np.bincount(idx[mask], minlength=512).astype(np.float64)
         hb = np.bincount(idx[ring], minlength=512).astype(np.float64)
@@ -283,7 +312,8 @@ class GrabCutSegmenter(Segmenter):
         return float(np.clip(1.0 - bc, 0.0, 1.0))
 
     def describe(self) -> dict:
-        return {"name": self.name, "iterations": self.iterations, "max_side": self.max_side}
+        return {"name": self.name, "iterations": self.iterations, "max_side": self.max_side,
+                "draft_iterations": self.draft_iterations, "draft_side": self.draft_side}
 
 
 # ---------------------------------------------------------------- entry point
@@ -310,5 +340,12 @@ def create_segmenter(name: str = "auto", *, checkpoint: str | None = None,
         if Path(checkpoint).exists() or checkpoint == "random":
             return SAM2Segmenter.from_checkpoint(None if checkpoint == "random" else checkpoint,
                                                  config, device)
+        if _looks_like_path(str(checkpoint)):  # a typo'd path is not a hub id: say so
+            raise ConfigError(f"SAM2 checkpoint not found: {checkpoint}")
         return SAM2Segmenter.from_pretrained(checkpoint, device)
     raise ConfigError(f"unknown segmenter {name!r}: use 'sam2', 'grabcut' or 'auto'")
+
+
+def _looks_like_path(s: str) -> bool:
+    return s.endswith((".pt", ".pth", ".ckpt", ".safetensors")) or s.startswith(("/", ".", "~")) \
+        or os.sep in s.replace("/", "", 1) or s.count("/") > 1

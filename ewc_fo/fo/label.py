@@ -387,7 +387,8 @@ def _sample_values(sid: str, res: ImageResult, out_dir: str, target_id: dict, ex
         em = np.stack([np.stack([c.explainer_masks[n] for c in res.classes]) for n in res.explainer_names])
         extra = {"explainer_masks": np.packbits(em, axis=-1), "explainer_masks_width": em.shape[-1]}
     _atomic_npz(maps_path, maps=maps8, fused=fused8, names=np.array(res.explainer_names),
-                classes=np.array([c.class_name for c in res.classes]), **extra)
+                classes=np.array([c.class_name for c in res.classes]),
+                probabilities=np.array([c.probability for c in res.classes], np.float32), **extra)
     vals["maps_path"] = maps_path
     vals["confidence"] = float(res.confidence)  # the completion marker, written last
     return vals
