@@ -132,7 +132,7 @@ def test_bad_samples_get_errors_and_the_run_goes_on(tmp_path, clf):
     (root / "truncated.jpg").write_bytes((root / "ok.jpg").read_bytes()[:600])
     photo.convert("L").save(root / "gray.png")
     photo.convert("RGBA").save(root / "rgba.png")
-    Image.fromarray((np.asarray(photo.convert("L"), np.uint16) * 257)).save(root / "sixteen.png")
+    Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257).save(root / "sixteen.png")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise when displayed
     photo.save(root / "exif.jpg", exif=exif)
