@@ -26,5 +26,11 @@ def run(args) -> int:
         print(label(ds, "labels", prefix="ewc", segmenter=seg, batch_size=2))
     print()
     print(run_summary(ds, prefix="ewc"))
+    import os
+
+    from ..fo.viz import overview
+
+    out = overview(ds, "ewc", os.path.join(get_run(ds, "ewc")["output_dir"], "overview.png"))
+    print(f"\nPicture of the maps and masks: {out}")
     print(f"\nOpen it in the App:  ewc-fo app {DEMO_DATASET} --view ewc-low-confidence")
     return 0

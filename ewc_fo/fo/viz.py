@@ -1,0 +1,56 @@
+"""A picture of a run: per sample, the photo, the mask, each explainer's map and the fused map.
+
+Used by the demo so a newcomer sees what EWC did without opening the App.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..engine.images import load_image
+
+CELL = 200
+
+
+def _cell(arr: np.ndarray, title: str) -> Image.Image:
+    img = Image.fromarray(arr).convert("RGB")
+    img.thumbnail((CELL, CELL))
+    canvas = Image.new("RGB", (CELL, CELL + 14), "white")
+    canvas.paste(img, ((CELL - img.width) // 2, 14))
+    ImageDraw.Draw(canvas).text((3, 1), title[:32], fill="black")
+    return canvas
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    palette = rng.integers(40, 255, (int(mask.max()) + 1, 3))
+    color = palette[mask]
+    return np.where(mask[..., None] > 0, (0.45 * image + 0.55 * color), image).astype(np.uint8)
+
+
+def overview(samples, prefix: str = "ewc", path: str = "overview.png", max_samples: int = 8) -> str:
+    """Write a grid PNG (one row per sample) and return its path."""
+    rows = []
+    for s in samples.exists(f"{prefix}_confidence").limit(max_samples):
+        image = load_image(s.filepath)
+        mask = np.asarray(Image.open(s[f"{prefix}_mask"].mask_path))
+        z = np.load(s[f"{prefix}_maps_path"])
+        cells = [_cell(image, f"conf {s[f'{prefix}_confidence']:.2f}"),
+                 _cell(_overlay(image, mask), "mask")]
+        for k, name in enumerate(z["names"]):
+            cells.append(_cell(z["maps"][k].max(0), str(name)))
+        cells.append(_cell(z["fused"].max(0), "fused"))
+        row = Image.new("RGB", (CELL * len(cells), CELL + 14), "white")
+        for i, c in enumerate(cells):
+            row.paste(c, (i * CELL, 0))
+        rows.append(row)
+    if not rows:
+        return ""
+    grid = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    y = 0
+    for r in rows:
+        grid.paste(r, (0, y))
+        y += r.height
+    grid.save(path)
+    return path
