@@ -18,7 +18,7 @@ def test_demo_end_to_end(capsys):
     assert "ewc-low-confidence" in out and f"ewc-fo app {DEMO_DATASET}" in out
     ds = fo.load_dataset(DEMO_DATASET)
     assert len(ds.exists("ewc_confidence")) == len(PHOTOS)
-    pic = out.rsplit("Picture of the maps and masks: ", 1)[1].strip()
+    pic = out.split("Picture of the maps and masks: ", 1)[1].splitlines()[0].strip()
     assert os.path.isfile(pic) and Image.open(pic).height > 4 * 200
     # a second call finds the finished run and only reports it
     assert main(["demo"]) == 0
