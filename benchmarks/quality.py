@@ -46,6 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--fit-size", type=int, default=448)
     p.add_argument("--classifier", default=None, help="use this checkpoint instead of fitting")
     p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--score-weights", default=None, help="w_concentration,w_agreement,w_quality")
     p.add_argument("--fg-threshold", type=float, default=None)
     p.add_argument("--box-threshold", type=float, default=None)
     p.add_argument("--bg-threshold", type=float, default=None)
@@ -70,6 +71,9 @@ def build_config(args):
         cfg = replace(cfg, prompts=replace(cfg.prompts, **pk))
     if args.temperature is not None:
         cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
+    if args.score_weights:
+        wc, wa, wq = (float(x) for x in args.score_weights.split(","))
+        cfg = replace(cfg, score=replace(cfg.score, w_concentration=wc, w_agreement=wa, w_quality=wq))
     return cfg
 
 

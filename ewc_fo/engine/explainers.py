@@ -198,7 +198,7 @@ class LayerCAMExplainer(CAMExplainer):
     default_layer = "mid"
 
 
-@register_explainer("eigencam", default=True)
+@register_explainer("eigencam")
 class EigenCAMExplainer(CAMExplainer):
     """First principal component of the activations, class-agnostic.
 
@@ -283,7 +283,7 @@ class AttributionExplainer(Explainer):
         return a.detach().abs().sum(1).cpu().numpy().astype(np.float32)
 
 
-@register_explainer("integrated_gradients", default=True)
+@register_explainer("integrated_gradients")
 class IntegratedGradientsExplainer(AttributionExplainer):
     def __init__(self, layer: str | None = None, n_steps: int = 16):
         super().__init__(None)

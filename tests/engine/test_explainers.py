@@ -15,6 +15,7 @@ from torch import nn
 from ewc_fo.engine.classifier import Classifier
 from ewc_fo.engine.errors import ConfigError, ImageLoadError, UnknownClassError
 from ewc_fo.engine.explainers import create_explainer, explain, list_explainers
+from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS
 from ewc_fo.testing import TinyCNN, synthetic_image, synthetic_scene, tiny_classifier
 
 CAM_DEFAULTS = [n for n in list_explainers(defaults_only=True) if create_explainer(n).family == "cam"]
@@ -33,7 +34,8 @@ def test_registry_lists_the_documented_explainers():
         assert n in names
     assert set(list_explainers(defaults_only=True)) <= set(names)
     assert {"scorecam", "occlusion"}.isdisjoint(list_explainers(defaults_only=True))  # slow: opt-in
-    assert set(CAM_DEFAULTS) == {"gradcam", "gradcampp", "xgradcam", "layercam", "eigencam"}
+    assert set(CAM_DEFAULTS) == {"gradcam", "gradcampp", "xgradcam", "layercam"}
+    assert set(list_explainers(defaults_only=True)) == set(DEFAULT_EXPLAINERS)
 
 
 @pytest.mark.parametrize("name", list_explainers())

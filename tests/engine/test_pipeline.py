@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ewc_fo.engine.errors import ConfigError, ImageLoadError, NoLabelError, UnknownClassError
-from ewc_fo.engine.pipeline import EWC, EWCConfig, merge
+from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWC, EWCConfig, merge
 from ewc_fo.engine.segmenters import GrabCutSegmenter
 from ewc_fo.testing import synthetic_image, synthetic_scene
 
@@ -35,7 +35,7 @@ def test_real_photo_tabby(chelsea_run, chelsea):
     assert 0.0 <= r.agreement <= 1.0
     weights = [s["weight"] for s in c.scores.values()]
     assert sum(weights) == pytest.approx(1.0)
-    assert r.explainer_names == list(c.scores) and r.maps.shape[:2] == (6, 1)
+    assert r.explainer_names == list(c.scores) and r.maps.shape[:2] == (len(DEFAULT_EXPLAINERS), 1)
     # the cat fills the middle of the picture: the mask covers its centre
     assert c.mask[H // 2, W // 2]
 

@@ -62,7 +62,8 @@ def test_agreement_singles_out_the_odd_map():
 
 def test_combine_softmax_weights_and_temperature():
     conc, agree, qual = np.array([0.9, 0.5, 0.1]), np.array([1.0, 0.5, 0.0]), np.array([0.8, 0.5, 0.2])
-    s, w = combine(conc, agree, qual, ScoreConfig())
+    equal = ScoreConfig(w_concentration=1, w_agreement=1, w_quality=1, temperature=0.2)
+    s, w = combine(conc, agree, qual, equal)
     assert w.sum() == pytest.approx(1.0)
     assert np.all(np.diff(w) < 0)  # higher score, higher weight
     np.testing.assert_allclose(s, conc + agree + qual)
@@ -70,7 +71,7 @@ def test_combine_softmax_weights_and_temperature():
     _, cold = combine(conc, agree, qual, ScoreConfig(temperature=1000.0))
     assert hot[0] > 0.999  # low temperature: the best explainer takes it all
     np.testing.assert_allclose(cold, np.full(3, 1 / 3), atol=1e-3)  # high: plain mean
-    s_noq, _ = combine(conc, agree, None, ScoreConfig())
+    s_noq, _ = combine(conc, agree, None, equal)
     np.testing.assert_allclose(s_noq, conc + agree)  # quality=None drops the term
     s_w, _ = combine(conc, agree, qual, ScoreConfig(w_concentration=0, w_agreement=2, w_quality=0))
     np.testing.assert_allclose(s_w, 2 * agree)

@@ -117,7 +117,7 @@ def test_compute_operator_in_browser(app, artifacts):
             # the form: defaults filled in; keep the run small (2 explainers, 160 px, GrabCut)
             page.wait_for_selector("text=Label field", timeout=90_000)
             page.wait_for_timeout(1000)
-            for name in ("gradcampp", "xgradcam", "layercam", "input_x_gradient"):
+            for name in ("gradcampp", "xgradcam", "layercam"):
                 page.locator(f".MuiChip-root:has-text('{name}') .MuiChip-deleteIcon").first.click()
                 page.wait_for_timeout(300)
             page.locator("input[type=radio][value=grabcut]").check()
@@ -129,7 +129,7 @@ def test_compute_operator_in_browser(app, artifacts):
             # results land in the database, and the App reloads to show them
             _wait(lambda: len(ds.exists("ewc_confidence")) == 2, 240, "ewc_confidence on both samples")
             ds.reload()
-            assert {"ewc_mask", "ewc_heatmap_fused", "ewc_heatmap_gradcam", "ewc_heatmap_eigencam"} <= set(
+            assert {"ewc_mask", "ewc_heatmap_fused", "ewc_heatmap_gradcam", "ewc_heatmap_input_x_gradient"} <= set(
                 ds.get_field_schema())
             assert "ewc_heatmap_layercam" not in ds.get_field_schema()  # the form's choice was used
             assert "ewc-low-confidence" in ds.list_saved_views()
