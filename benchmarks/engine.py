@@ -41,7 +41,7 @@ from ewc_fo.engine.prompts import PromptConfig, make_prompt  # noqa: E402
 from ewc_fo.engine.scoring import ScoreConfig, agreement, combine, concentration, fuse  # noqa: E402
 from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter  # noqa: E402
 
-DEFAULT_DIR = "/work/shared/data/voc_dev/JPEGImages"
+DEFAULT_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_dev" / "JPEGImages")
 CAMS = [n for n in list_explainers(defaults_only=True) if create_explainer(n).family == "cam"]
 ATTR = ["input_x_gradient"]
 
