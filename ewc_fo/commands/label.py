@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_dataset_args, load_view
+from ._common import load_view
 
 
 def add_parser(sub) -> None:
@@ -14,8 +14,9 @@ def add_parser(sub) -> None:
         "prefix; a finished run needs --overwrite.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_dataset_args(p)
-    p.add_argument("--label-field", required=True, help="Classification or Classifications field")
+    p.add_argument("dataset", nargs="?", help="name of the FiftyOne dataset")
+    p.add_argument("--view", default=None, help="name of a saved view of the dataset to use instead")
+    p.add_argument("--label-field", help="Classification or Classifications field (required)")
     p.add_argument("--prefix", default="ewc", help="prefix of every field the run writes")
     p.add_argument("--classifier", default="efficientnet_lite0",
                    help="efficientnet_lite0, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit`")
@@ -67,6 +68,10 @@ def run(args) -> int:
         for n in list_explainers():
             print(f"{n}{'  (default)' if n in defaults else ''}")
         return 0
+    if not args.dataset or not args.label_field:
+        from ..engine.errors import ConfigError
+
+        raise ConfigError("give a dataset and --label-field (see `ewc-fo label --help`)")
     from ..engine.classifier import load_classifier
     from ..engine.segmenters import SAM2_TINY_CONFIG, create_segmenter
     from ..fo.label import label

@@ -1,0 +1,31 @@
+"""The `ewc-fo` command: label, summary, errors, explainer listing."""
+
+from __future__ import annotations
+
+from ewc_fo.cli import main
+
+from ._data import make_dataset
+
+
+def test_list_explainers_and_usage_errors(capsys):
+    assert main(["label", "--list-explainers"]) == 0
+    out = capsys.readouterr().out
+    assert "gradcam  (default)" in out and "occlusion" in out
+    assert main(["label"]) == 2
+    assert "--label-field" in capsys.readouterr().err
+    assert main(["label", "no-such-dataset", "--label-field", "labels"]) == 2
+    assert "no FiftyOne dataset named" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+def test_label_then_summary(tmp_path, capsys):
+    make_dataset(str(tmp_path / "i"), "cli-label", n=2)
+    args = ["label", "cli-label", "--label-field", "labels", "--segmenter", "grabcut",
+            "--explainers", "gradcam,layercam", "--explain-size", "160", "--output-dir", str(tmp_path / "o")]
+    assert main(args) == 0
+    assert "2 labeled, 0 failed" in capsys.readouterr().out
+    assert main(args) == 2  # finished run: needs --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["summary", "cli-label", "--worst", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "labeled 2 of 2" in out and "lowest confidence first" in out and "ewc-low-confidence" in out
