@@ -23,7 +23,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def steps(name: str, label_field: str, fmt: str, out: str, has_gt: bool) -> list[list[str]]:
     """The documented sequence (recipes/README.md), as ewc-fo argument lists."""
-    ckpt = f"models/{name}.pt"
+    ckpt = f"models/{name}.safetensors"
     seq = [
         ["fit", name, "--label-field", label_field, "--out", ckpt],
         ["label", name, "--label-field", label_field, "--classifier", ckpt],
