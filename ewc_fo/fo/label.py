@@ -70,8 +70,8 @@ class LabelSummary:
         return "\n".join(lines)
 
 
-def label_classes(view: fo.DatasetView | fo.Dataset, label_field: str) -> tuple[str, Callable]:
-    """Check ``label_field`` and return (kind, getter of the class names per sample)."""
+def label_kind(view: fo.DatasetView | fo.Dataset, label_field: str) -> str:
+    """Check ``label_field`` holds image-level labels; return "classification(s)"."""
     schema = view.get_field_schema()
     if label_field not in schema:
         cands = [k for k, v in schema.items() if _label_type(v) is not None]
@@ -85,7 +85,7 @@ def label_classes(view: fo.DatasetView | fo.Dataset, label_field: str) -> tuple[
             f"field {label_field!r} is a {type(schema[label_field]).__name__}; expected "
             "fo.Classification or fo.Classifications"
         )
-    return kind, (lambda x: x)
+    return kind
 
 
 def _label_type(f) -> str | None:
@@ -151,7 +151,7 @@ def label(
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     if len(samples) == 0:
         raise ConfigError("the view is empty: nothing to label")
-    kind, _ = label_classes(samples, label_field)
+    kind = label_kind(samples, label_field)
     if label_field.startswith(f"{prefix}_"):
         raise ConfigError(f"label field {label_field!r} uses the run prefix {prefix!r}; pick another prefix")
 
