@@ -43,6 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--sam2-checkpoint", default=None)
     p.add_argument("--explainers", default=None, help="comma-separated (default: the defaults)")
     p.add_argument("--explain-size", type=int, default=448)
+    p.add_argument("--scales", default=None, help="comma-separated explain scales, e.g. 0.75,1,1.25")
+    p.add_argument("--flip", action="store_true", help="also explain the mirrored image")
     p.add_argument("--fit-size", type=int, default=448)
     p.add_argument("--classifier", default=None, help="use this checkpoint instead of fitting")
     p.add_argument("--temperature", type=float, default=None)
@@ -65,6 +67,9 @@ def build_config(args):
     cfg = EWCConfig(explain_size=args.explain_size, keep_explainer_masks=True)
     if args.explainers:
         cfg = replace(cfg, explainers=tuple(args.explainers.split(",")))
+    if args.scales or args.flip:
+        scales = tuple(float(x) for x in args.scales.split(",")) if args.scales else cfg.scales
+        cfg = replace(cfg, scales=scales, flip=args.flip)
     pk = {k: getattr(args, k) for k in ("fg_threshold", "box_threshold", "bg_threshold")
           if getattr(args, k) is not None}
     if pk:
