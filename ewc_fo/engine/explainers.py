@@ -391,6 +391,8 @@ def explain(
     base = int(size or clf.input_size)
     probs = None
     flips = (False, True) if flip else (False,)
+    # attributions and class probabilities come from the base view (the scale nearest 1, unflipped)
+    base_sc = min(scales, key=lambda v: abs(v - 1.0))
     for sc in scales:
         s = max(32, int(round(base * sc / 32)) * 32)
         x_img = clf.preprocess(images, s)
@@ -399,9 +401,8 @@ def explain(
             if fl:
                 x = torch.flip(x, dims=[-1])
             logits = _cam_pass(clf, x, rows, exps, raw, fl)
-            if probs is None and logits is not None:
+            if sc == base_sc and not fl:
                 probs = logits
-            if sc == scales[0] and not fl:
                 for k, e in enumerate(exps):
                     if e.family == "attribution":
                         raw[k].append(e.explain(clf, x, rows))
