@@ -60,22 +60,15 @@ def parse_args(argv=None):
 
 
 def build_config(args):
+    """The CLI's `ewc-fo label` options, plus the benchmark's own (scales, flip, score weights)."""
     from dataclasses import replace
 
-    from ewc_fo.engine.pipeline import EWCConfig
+    from ewc_fo.commands.label import build_config as label_config
 
-    cfg = EWCConfig(explain_size=args.explain_size, keep_explainer_masks=True)
-    if args.explainers:
-        cfg = replace(cfg, explainers=tuple(args.explainers.split(",")))
+    cfg = replace(label_config(args), keep_explainer_masks=True)
     if args.scales or args.flip:
         scales = tuple(float(x) for x in args.scales.split(",")) if args.scales else cfg.scales
         cfg = replace(cfg, scales=scales, flip=args.flip)
-    pk = {k: getattr(args, k) for k in ("fg_threshold", "box_threshold", "bg_threshold")
-          if getattr(args, k) is not None}
-    if pk:
-        cfg = replace(cfg, prompts=replace(cfg.prompts, **pk))
-    if args.temperature is not None:
-        cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
     if args.score_weights:
         wc, wa, wq = (float(x) for x in args.score_weights.split(","))
         cfg = replace(cfg, score=replace(cfg.score, w_concentration=wc, w_agreement=wa, w_quality=wq))
