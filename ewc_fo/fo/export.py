@@ -315,6 +315,18 @@ def _coco_segmentation(m: np.ndarray, polygons: bool) -> tuple[dict | list, floa
     return seg, area, bbox
 
 
+def _exportable(sample, run, res) -> tuple[bool, np.ndarray | None]:
+    """(whether the sample can be exported, its label map if any); counts why not in ``res``."""
+    label_map = _read_mask(sample[run.mask]) if run.mask else None
+    if label_map is None and (not run.instances or sample[run.instances] is None):
+        res.skipped["not_labeled"] += 1
+        return False, None
+    if not os.path.isfile(sample.filepath):
+        res.skipped["missing_image"] += 1
+        return False, None
+    return True, label_map
+
+
 def export_coco(
     samples: fo.Dataset | fo.DatasetView,
     out_dir: str | os.PathLike,
@@ -348,12 +360,8 @@ def export_coco(
     try:
         with tmp_imgs, tmp_anns:
             for sample in _iterate(view, run, "COCO export", progress):
-                label_map = _read_mask(sample[run.mask]) if run.mask else None
-                if label_map is None and (not run.instances or sample[run.instances] is None):
-                    res.skipped["not_labeled"] += 1
-                    continue
-                if not os.path.isfile(sample.filepath):
-                    res.skipped["missing_image"] += 1
+                ok, label_map = _exportable(sample, run, res)
+                if not ok:
                     continue
                 w, h = _sample_size(sample, label_map)
                 src = Path(sample.filepath)
@@ -458,12 +466,8 @@ def export_voc(
     used: set[str] = set()
     with open(_inside(sets_dir, safe_name(split, "train") + ".txt"), "w") as ids_file:
         for sample in _iterate(view, run, "VOC export", progress):
-            raw = _read_mask(sample[run.mask]) if run.mask else None
-            if raw is None and (not run.instances or sample[run.instances] is None):
-                res.skipped["not_labeled"] += 1
-                continue
-            if not os.path.isfile(sample.filepath):
-                res.skipped["missing_image"] += 1
+            ok, raw = _exportable(sample, run, res)
+            if not ok:
                 continue
             w, h = _sample_size(sample, raw)
             objs = list(run.objects(sample, w, h, raw, res.skipped))

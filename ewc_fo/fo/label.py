@@ -244,9 +244,8 @@ def label(
             batch = samples.select(chunk, ordered=True)
             paths = batch.values("filepath")
             labels = _read_labels(batch, label_field, kind)
-            for sid, vals in _process(ewc, clf, chunk, paths, labels, out_dir, names, target_id, exp_keys):
-                if sid not in todo:
-                    continue
+            for sid, vals in _process(ewc, clf, chunk, paths, labels, out_dir, target_id, exp_keys,
+                                      keep=set(missing)):
                 pending.append((sid, vals))
                 if "error" in vals:
                     summary.errors[vals["error_kind"]] += 1
@@ -305,9 +304,13 @@ def _declare_fields(dataset: fo.Dataset, names: dict[str, str]) -> None:
         add(names[k], fo.StringField)
 
 
-def _process(ewc, clf, ids, paths, labels, out_dir, names, target_id, exp_keys):
-    """Yield (sample id, field values) for a batch; per-sample failures become error values."""
-    images, cls, keep = [], [], []
+def _process(ewc, clf, ids, paths, labels, out_dir, target_id, exp_keys, keep):
+    """Yield (sample id, field values) for the samples of a batch that are in ``keep``.
+
+    The whole batch is explained (so results do not depend on what was already done), but
+    files and values are produced only for ``keep``; per-sample failures become error values.
+    """
+    images, cls, ok = [], [], []
     for sid, path, labs in zip(ids, paths, labels):
         try:
             if not labs:
@@ -316,12 +319,13 @@ def _process(ewc, clf, ids, paths, labels, out_dir, names, target_id, exp_keys):
                 clf.class_index(c)
             img = load_image(path)
         except EWCError as e:
-            yield sid, {"error": str(e), "error_kind": e.kind}
+            if sid in keep:
+                yield sid, {"error": str(e), "error_kind": e.kind}
             continue
         images.append(img)
         cls.append(labs)
-        keep.append(sid)
-    if not keep:
+        ok.append(sid)
+    if not ok:
         return
     try:
         results = ewc.run(images, cls)
@@ -336,7 +340,9 @@ def _process(ewc, clf, ids, paths, labels, out_dir, names, target_id, exp_keys):
             except Exception as e:  # unexpected: record it, keep going
                 log.exception("internal error on a sample")
                 results.append(EWCError(f"internal error: {type(e).__name__}: {e}"))
-    for sid, res in zip(keep, results):
+    for sid, res in zip(ok, results):
+        if sid not in keep:
+            continue
         if isinstance(res, Exception):
             yield sid, {"error": str(res), "error_kind": getattr(res, "kind", "error")}
             continue

@@ -80,6 +80,14 @@ def make_label(labels: Iterable[str], multi: bool) -> fo.Classification | fo.Cla
     return fo.Classification(label=names[0]) if names else None
 
 
+def labeled_sample(path: Path, label_field: str, labels, multi: bool) -> fo.Sample:
+    """A sample for ``path`` with its image-level label, if it has one."""
+    s = fo.Sample(filepath=str(Path(path).resolve()))
+    if labels:
+        s[label_field] = make_label(labels, multi)
+    return s
+
+
 def _add_samples(
     ds: fo.Dataset, samples: Iterable[fo.Sample], max_samples: int | None = None
 ) -> int:
@@ -171,10 +179,7 @@ def import_folder(
                 continue
             rel = p.relative_to(root).as_posix()
             labels = table.get(rel) or table.get(p.name) or table.get(p.stem)
-            s = fo.Sample(filepath=str(p.resolve()))
-            if labels:
-                s[label_field] = make_label(labels, multi)
-            yield s
+            yield labeled_sample(p, label_field, labels, multi)
 
     _add_samples(ds, gen(), max_samples)
     return _finish(ds, label_field, str(root), "folder")
@@ -257,10 +262,7 @@ def import_csv(
 
     def gen() -> Iterator[fo.Sample]:
         for p, labels in parsed:
-            s = fo.Sample(filepath=str(p.resolve()))
-            if labels:
-                s[label_field] = make_label(labels, multi)
-            yield s
+            yield labeled_sample(p, label_field, labels, multi)
 
     _add_samples(ds, gen(), max_samples)
     return _finish(ds, label_field, str(cp), "csv")
