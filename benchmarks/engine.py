@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewc_fo.engine.classifier import Classifier, load_classifier  # noqa: E402
 from ewc_fo.engine.explainers import create_explainer, explain, list_explainers  # noqa: E402
 from ewc_fo.engine.images import load_image  # noqa: E402
-from ewc_fo.engine.pipeline import _downscale, merge  # noqa: E402
+from ewc_fo.engine.pipeline import downscale, merge  # noqa: E402
 from ewc_fo.engine.prompts import PromptConfig, make_prompt  # noqa: E402
 from ewc_fo.engine.scoring import ScoreConfig, agreement, combine, concentration, fuse  # noqa: E402
 from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter  # noqa: E402
@@ -79,7 +79,7 @@ def stage_table(clf: Classifier, images: list[np.ndarray], targets: list[list[in
 
     for i in range(0, len(images), batch_size):
         full = images[i:i + batch_size]
-        work = [_downscale(im, max_side) for im in full]
+        work = [downscale(im, max_side) for im in full]
         cls = targets[i:i + batch_size]
         t, cam_out, m = timed(lambda work=work, cls=cls: explain(clf, work, cls, CAMS))
         add("explain_cam", t, m)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     rss0 = rss_mib()
     clf = load_classifier("efficientnet_lite0")
     images = [load_image(p) for p in files]
-    work = [_downscale(im, args.max_side) for im in images]
+    work = [downscale(im, args.max_side) for im in images]
     targets = [[int(p.argmax())] for p in clf.predict(work)]
     print(f"# EWC engine benchmark: {len(images)} images from {args.images}, "
           f"EfficientNet-Lite0 @ {clf.input_size}px, max_side {args.max_side}, "

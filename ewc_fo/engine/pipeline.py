@@ -15,7 +15,7 @@ import torch
 
 from .classifier import Classifier, describe
 from .errors import ConfigError, NoLabelError
-from .explainers import Explainer, create_explainer, explain, list_explainers
+from .explainers import Explainer, ExplainOutput, create_explainer, explain, list_explainers
 from .images import MIN_SIDE, check_image
 from .prompts import Prompt, PromptConfig, make_prompt
 from .scoring import (
@@ -49,6 +49,14 @@ class EWCConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     seed: int = 0
     keep_explainer_masks: bool = False  # keep each explainer's own mask (ablations, benchmarks)
+    #: score explainers on the segmenter's cheap draft masks (GrabCut only; SAM2 has one mode)
+    draft_quality: bool = True
+    #: fuse ``(1 - m) * map_k + m * mask_k``: each explainer votes with its map and with the
+    #: mask its map prompted, so the fused map carries the segmenter's object boundaries
+    mask_weight: float = 0.0
+    #: 0..1: how much a class's fused map is reduced where another class of the image is
+    #: stronger (:func:`compete`); 0 keeps every class's map as it is
+    class_competition: float = 0.0
     #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
     confidence_agreement: float = 2 / 3
 
@@ -63,6 +71,9 @@ class EWCConfig:
             raise ConfigError(f"scales must be positive numbers, got {self.scales!r}")
         if self.explain_size is not None and int(self.explain_size) < 32:
             raise ConfigError(f"explain_size must be >= 32 (or None), got {self.explain_size}")
+        for name in ("mask_weight", "class_competition"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if int(self.max_side) < MIN_SIDE:
             raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
 
@@ -147,30 +158,42 @@ class EWC:
             idx.append(ids)
         for im in images:
             check_image(im)
-        work = [_downscale(im, cfg.max_side) for im in images]
+        work = [downscale(im, cfg.max_side) for im in images]
         torch.manual_seed(cfg.seed)
         outs = explain(self.clf, work, idx, self.explainers, size=cfg.explain_size,
                        scales=cfg.scales, flip=cfg.flip)
-        return [self._one(im, wk, o) for im, wk, o in zip(images, work, outs)]
+        return [self.segment_explained(im, wk, o) for im, wk, o in zip(images, work, outs)]
 
     # ------------------------------------------------------------------ one image
 
-    def _one(self, image: np.ndarray, work: np.ndarray, out) -> ImageResult:
+    def segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput) -> ImageResult:
+        """Score, fuse, prompt, segment and merge one already-explained image.
+
+        ``work`` is ``image`` at the working size (:func:`downscale`) and ``out`` its maps;
+        separate from :meth:`run` so maps computed once can be segmented many ways.
+        """
         cfg = self.config
         K, C = out.maps.shape[:2]
         H, W = image.shape[:2]
-        conc = [concentration(out.maps[:, c]) for c in range(C)]
-        agree = [agreement(out.maps[:, c]) for c in range(C)]
+        maps = out.maps
+        if cfg.class_competition > 0 and C > 1:  # every explainer's maps, so singles compare fairly
+            maps = np.stack([compete(m, out.scores, cfg.class_competition) for m in maps])
+        conc = [concentration(maps[:, c]) for c in range(C)]
+        agree = [agreement(maps[:, c]) for c in range(C)]
 
         self.segmenter.set_image(work)  # ONE embedding serves every prompt below
-        quality, segs = None, None
-        if (cfg.use_quality and K > 1) or cfg.keep_explainer_masks:
-            per_exp = [make_prompt(out.maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
-            # draft masks suffice for scoring; ablations need the final-quality ones
-            segs = self.segmenter.segment_many(per_exp, draft=not cfg.keep_explainer_masks)
+        quality, segs, kept = None, None, None
+        need_masks = (cfg.use_quality and K > 1) or cfg.mask_weight > 0
+        if need_masks or cfg.keep_explainer_masks:
+            per_exp = [make_prompt(maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
+            if need_masks:
+                segs = self.segmenter.segment_many(per_exp, draft=cfg.draft_quality)
+            if cfg.keep_explainer_masks:  # ablations compare against full-quality masks
+                kept = segs if segs is not None and not cfg.draft_quality else \
+                    self.segmenter.segment_many(per_exp, draft=False)
             if cfg.use_quality and K > 1:
                 quality = np.array([
-                    mask_consistency(out.maps[k, c], segs[c * K + k].mask)
+                    mask_consistency(maps[k, c], segs[c * K + k].mask)
                     * (segs[c * K + k].quality if cfg.score.segmenter_score else 1.0)
                     for c in range(C) for k in range(K)
                 ]).reshape(C, K)
@@ -178,7 +201,11 @@ class EWC:
         fused, weights, svals = [], [], []
         for c in range(C):
             s, w = combine(conc[c], agree[c], None if quality is None else quality[c], cfg.score)
-            fused.append(fuse(out.maps[:, c], w))
+            evidence = maps[:, c]
+            if cfg.mask_weight > 0:
+                masks = np.stack([segs[c * K + k].mask for k in range(K)]).astype(np.float32)
+                evidence = (1 - cfg.mask_weight) * evidence + cfg.mask_weight * masks
+            fused.append(fuse(evidence, w))
             weights.append(w)
             svals.append(s)
         fused = np.stack(fused) if C else np.zeros((0, *work.shape[:2]), np.float32)
@@ -194,7 +221,7 @@ class EWC:
             mass = float(f[mask_w].sum() / f.sum()) if f.sum() > 0 else 0.0
             q = seg.quality
             a = cfg.confidence_agreement
-            agree_c = pairwise_agreement(out.maps[:, c])
+            agree_c = pairwise_agreement(maps[:, c])
             mask_term = float(np.sqrt(max(q, 0) * mass)) if mask_w.any() else 0.0
             conf = float(agree_c ** a * mask_term ** (1 - a)) if mask_w.any() else 0.0
             scores = {
@@ -213,13 +240,32 @@ class EWC:
                 instances=[(_resize_mask(m, H, W), qq) for m, qq in zip(seg.masks, seg.qualities)],
                 quality=q, mass_inside=mass, confidence=conf, scores=scores,
                 empty=not seg.masks,
-                explainer_masks={out.names[k]: segs[c * K + k].mask for k in range(K)}
-                if cfg.keep_explainer_masks and segs is not None else None,
+                explainer_masks={out.names[k]: kept[c * K + k].mask for k in range(K)}
+                if kept is not None else None,
             ))
         label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
-        agreement_img = float(np.mean([pairwise_agreement(out.maps[:, c]) for c in range(C)])) if C else 0.0
+        agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
-        return ImageResult(results, label_map, out.maps, fused, out.names, agreement_img, confidence)
+        return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence)
+
+
+def compete(fused: np.ndarray, strengths: Sequence[float], amount: float) -> np.ndarray:
+    """Let an image's classes compete for pixels before prompting: class c keeps
+    ``max(0, E_c - amount * max_{j != c} E_j)`` of its evidence ``E = F * p / max p``.
+
+    With a classifier fitted on co-occurring labels (rider and horse), each class's map
+    also lights up its companions; a pixel another class explains better is not a cue.
+    """
+    st = np.asarray(strengths, np.float32)
+    rel = st / max(float(st.max()), 1e-6)
+    ev = fused * rel[:, None, None]
+    out = np.empty_like(fused)
+    for c in range(len(fused)):
+        rival = np.delete(ev, c, axis=0).max(0)
+        e = np.maximum(ev[c] - amount * rival, 0)
+        top = float(e.max())
+        out[c] = e / top if top > 1e-12 else 0.0
+    return out
 
 
 def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int],
@@ -245,7 +291,8 @@ def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int]
     return np.where(covered, best + 1, 0).astype(dtype)
 
 
-def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The working copy of an image: longest side at most ``max_side`` (area resampling)."""
     h, w = image.shape[:2]
     s = max_side / max(h, w)
     if s >= 1:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ewc_fo.engine.errors import ConfigError, ImageLoadError, NoLabelError, UnknownClassError
-from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWC, EWCConfig, merge
+from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWC, EWCConfig, compete, merge
 from ewc_fo.engine.segmenters import GrabCutSegmenter
 from ewc_fo.testing import synthetic_image, synthetic_scene
 
@@ -125,9 +125,37 @@ def test_options(tiny_clf):
         EWC(tiny_clf, GrabCutSegmenter(), EWCConfig(explainers=("gradcam", "gradcam")))
     with pytest.raises(ConfigError):
         EWC(tiny_clf, GrabCutSegmenter(), EWCConfig(explainers=("gradcam@nope",)))
-    for bad in ({"scales": ()}, {"scales": (0.0,)}, {"max_side": 4}, {"explain_size": 8}):
+    for bad in ({"scales": ()}, {"scales": (0.0,)}, {"max_side": 4}, {"explain_size": 8},
+                {"mask_weight": 1.5}, {"class_competition": -0.1}):
         with pytest.raises(ConfigError):
             EWCConfig(**bad)
+
+
+def test_compete_removes_what_a_stronger_class_explains():
+    fused = np.zeros((2, 4, 6), np.float32)
+    fused[0, :, :4] = 1.0  # class 0 claims the left two thirds ...
+    fused[1, :, 2:] = 1.0  # ... class 1 the right two thirds: they share columns 2-3
+    out = compete(fused, [0.9, 0.9], 1.0)
+    assert out[0, :, :2].min() == 1 and out[0, :, 2:].max() == 0  # shared columns are nobody's cue
+    assert out[1, :, 4:].min() == 1 and out[1, :, :4].max() == 0
+    weak = compete(fused, [0.9, 0.3], 1.0)  # a weaker class loses the shared part, the strong keeps it
+    assert weak[0, :, :4].min() == 1 and weak[1, :, 2:4].max() == 0 and weak[1, :, 4:].min() == 1
+    np.testing.assert_array_equal(compete(fused, [0.9, 0.9], 0.0), fused)
+    empty = compete(np.zeros((2, 3, 3), np.float32), [0.5, 0.5], 1.0)
+    assert empty.max() == 0 and np.isfinite(empty).all()
+
+
+def test_mask_votes_and_competition_run_end_to_end(tiny_clf):
+    img = synthetic_image()
+    base = EWC(tiny_clf, GrabCutSegmenter(), FAST).run([img], [["class_0", "class_1"]])[0]
+    cfg = EWCConfig(explainers=FAST.explainers, mask_weight=0.5, class_competition=0.5,
+                    draft_quality=False, keep_explainer_masks=True)
+    (r,) = EWC(tiny_clf, GrabCutSegmenter(), cfg).run([img], [["class_0", "class_1"]])
+    assert r.fused.shape == base.fused.shape and r.fused.max() <= 1.0
+    assert not np.array_equal(r.fused, base.fused)  # the masks' votes changed the fused map
+    for c in r.classes:
+        assert set(c.explainer_masks) == set(FAST.explainers)
+        assert 0.0 <= c.confidence <= 1.0
 
 
 def test_merge_gives_overlaps_to_the_strongest_evidence():

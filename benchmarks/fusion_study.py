@@ -1,0 +1,298 @@
+"""Method ablations on real data, fast: explain once, then fuse, prompt and segment many ways.
+
+``quality.py`` measures the product end to end; this script is for deciding the method's
+defaults. It fits the classifier from voc_dev's image-level labels and explains every image
+with every explainer ONCE (cached under ``--cache``), then runs EWC's per-image step
+(score -> fuse -> prompt -> segment -> merge, ``EWC.segment_explained``) on the cached maps
+for each named variant, in parallel worker processes, and prints one row per variant:
+fused + segmenter mIoU, the best single explainer through the same prompts and segmenter,
+the gap, and how well the confidence finds masks with IoU < 0.5.
+
+    python benchmarks/fusion_study.py --variants default,select --singles
+    python benchmarks/fusion_study.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "voc_dev"
+
+#: variant name -> changes to EWCConfig (nested dataclasses by "score.x" / "prompts.x")
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "full_quality": {"draft_quality": False},
+    "mask_vote": {"mask_weight": 0.5},
+    "mask_vote_full": {"mask_weight": 0.5, "draft_quality": False},
+    "t05": {"score.temperature": 0.05},
+    "t02": {"score.temperature": 0.02},
+    "t02_full": {"score.temperature": 0.02, "draft_quality": False},
+    "margin25": {"seg.margin": 0.25},
+    "box20": {"prompts.box_threshold": 0.2},
+    "fg50": {"prompts.fg_threshold": 0.5},
+    "compete50": {"class_competition": 0.5},
+    "compete100": {"class_competition": 1.0},
+    "no_dupes": {"use": ["xgradcam", "layercam", "input_x_gradient"]},
+}
+
+
+def apply_variant(cfg, changes: dict):
+    """EWCConfig with ``changes`` applied; keys ``seg.x`` are segmenter options (see ``_segmenter``)."""
+    top, nested = {}, {}
+    for k, v in changes.items():
+        if k.startswith("seg.") or k == "use":
+            continue
+        if "." in k:
+            part, key = k.split(".", 1)
+            nested.setdefault(part, {})[key] = v
+        else:
+            top[k] = v
+    for part, kv in nested.items():
+        top[part] = replace(getattr(cfg, part), **kv)
+    return replace(cfg, **top)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="VOC-style folder")
+    p.add_argument("--cache", default=str(HERE.parent / "artifacts" / "fusion_study"),
+                   help="where the classifier and the explained maps are cached")
+    p.add_argument("--split", default=None, help="only ids in ImageSets/Segmentation/<split>.txt")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--every", type=int, default=1, help="take every N-th image (a spread-out subset)")
+    p.add_argument("--variants", default="default", help="comma-separated names (see --list)")
+    p.add_argument("--set", action="append", default=[],
+                   help="extra variant NAME:key=value[;key=value] (e.g. 't05:score.temperature=0.05')")
+    p.add_argument("--list", action="store_true", help="list the variants and exit")
+    p.add_argument("--singles", action="store_true",
+                   help="also segment each explainer's own map at full quality (K more masks per class)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--explain-size", type=int, default=448)
+    p.add_argument("--scales", default="1", help="comma-separated explain scales")
+    p.add_argument("--flip", action="store_true")
+    p.add_argument("--explainers", default=None)
+    p.add_argument("--segmenter", default="grabcut", choices=["grabcut", "sam2"])
+    p.add_argument("--sam2-checkpoint", default=None)
+    p.add_argument("--out", default=None, help="append the table to this Markdown file")
+    return p.parse_args(argv)
+
+
+def _parse_value(v: str):
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def read_ids(data: Path, split: str | None, limit: int | None, every: int = 1) -> list[str]:
+    sets = data / "ImageSets" / "Segmentation"
+    if split:
+        ids = (sets / f"{split}.txt").read_text().split()
+    else:
+        ids = sorted(p.stem for p in (data / "SegmentationClass").glob("*.png"))
+    ids = sorted(ids)[::max(1, every)]
+    return ids[:limit] if limit else ids
+
+
+def build_cache(args, data: Path, ids: list[str]) -> Path:
+    """Fit (image-level labels of every image in the folder) and explain ``ids``; idempotent."""
+    import torch
+
+    from ewc_fo.engine.checkpoint import save_checkpoint
+    from ewc_fo.engine.classifier import load_classifier
+    from ewc_fo.engine.explainers import explain
+    from ewc_fo.engine.fitting import fit_classifier
+    from ewc_fo.engine.images import load_image
+    from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig, downscale
+
+    names = tuple(args.explainers.split(",")) if args.explainers else DEFAULT_EXPLAINERS
+    scales = tuple(float(s) for s in args.scales.split(","))
+    key = f"s{args.explain_size}_{'-'.join(map(str, scales))}{'_flip' if args.flip else ''}_{'-'.join(names)}"
+    cache = Path(args.cache) / key
+    cache.mkdir(parents=True, exist_ok=True)
+    ckpt = Path(args.cache) / "classifier.safetensors"
+    labels = json.loads((data / "labels.json").read_text())
+    if not ckpt.exists():
+        all_ids = sorted(labels)
+        clf = fit_classifier([str(data / "JPEGImages" / f"{i}.jpg") for i in all_ids],
+                             [labels[i] for i in all_ids], fit_size=448, input_size=args.explain_size)
+        save_checkpoint(clf, ckpt)
+        print(f"fitted: held-out {clf.meta.get('metric')} {clf.meta.get('heldout_score')}", flush=True)
+    todo = [i for i in ids if not (cache / f"{i}.npz").exists()]
+    if todo:
+        clf = load_classifier(str(ckpt), input_size=args.explain_size)
+        cfg = EWCConfig()
+        torch.set_num_threads(max(1, args.workers))
+        t0 = time.perf_counter()
+        for b in range(0, len(todo), 4):
+            batch = todo[b:b + 4]
+            work = [downscale(load_image(data / "JPEGImages" / f"{i}.jpg"), cfg.max_side) for i in batch]
+            outs = explain(clf, work, [labels[i] for i in batch], names, size=args.explain_size,
+                           scales=scales, flip=args.flip)
+            for i, o in zip(batch, outs):
+                np.savez_compressed(cache / f"{i}.npz", maps=(o.maps * 65535).astype(np.uint16),
+                                    scores=o.scores, classes=np.array(o.classes), names=np.array(o.names))
+            print(f"explained {b + len(batch)}/{len(todo)} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    return cache
+
+
+# ---------------------------------------------------------------- workers
+
+_W: dict = {}
+
+
+def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int) -> None:
+    import cv2
+    import torch
+
+    from ewc_fo.engine.classifier import load_classifier
+    from ewc_fo.engine.segmenters import create_segmenter
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    _W["clf"] = load_classifier(ckpt, input_size=explain_size)
+    _W["seg"] = create_segmenter(seg_name, checkpoint=sam2_ckpt)
+    _W.update(seg_name=seg_name, sam2_ckpt=sam2_ckpt)
+
+
+def _segmenter(kw: dict):
+    from ewc_fo.engine.segmenters import create_segmenter
+
+    if not kw:
+        return _W["seg"]
+    key = json.dumps(kw, sort_keys=True)
+    if key not in _W:
+        _W[key] = create_segmenter(_W["seg_name"], checkpoint=_W["sam2_ckpt"], **kw)
+    return _W[key]
+
+
+def _job(task):
+    """One image under every variant -> per variant: label maps (fused, singles), confidence."""
+    from PIL import Image
+
+    from ewc_fo.engine.explainers import ExplainOutput
+    from ewc_fo.engine.images import load_image
+    from ewc_fo.engine.pipeline import EWC, downscale, merge
+
+    data, cache, image_id, configs, singles = task
+    classes = json.loads((Path(data) / "classes.json").read_text())
+    gt_ids = {n: i for i, n in enumerate(classes["classes"] if isinstance(classes, dict) else classes)}
+    z = np.load(Path(cache) / f"{image_id}.npz")
+    out = ExplainOutput([str(n) for n in z["names"]], [int(c) for c in z["classes"]],
+                        z["maps"].astype(np.float32) / 65535, z["scores"])
+    image = load_image(Path(data) / "JPEGImages" / f"{image_id}.jpg")
+    gt = np.asarray(Image.open(Path(data) / "SegmentationClass" / f"{image_id}.png"))
+    res = {}
+    for vname, (cfg, seg_kw) in configs.items():
+        cfg = replace(cfg, keep_explainer_masks=singles)
+        ewc = EWC(_W["clf"], _segmenter(seg_kw), cfg)
+        o = out
+        if cfg.explainers != tuple(out.names):  # a subset of the cached explainers
+            keep = [out.names.index(n) for n in cfg.explainers]
+            o = ExplainOutput(list(cfg.explainers), out.classes, out.maps[keep], out.scores)
+        work = downscale(image, cfg.max_side)
+        t0 = time.perf_counter()
+        r = ewc.segment_explained(image, work, o)
+        dt = time.perf_counter() - t0
+        ids = np.array([0] + [gt_ids[_W["clf"].class_names[c]] for c in out.classes])
+        single = {}
+        if singles:
+            H, W = image.shape[:2]
+            for k, n in enumerate(o.names):
+                em = [cr.explainer_masks[n] for cr in r.classes]
+                lm = merge(r.maps[k], em, em[0].shape if em else (H, W), strengths=out.scores)
+                single[n] = _nearest(ids[lm], gt.shape)
+        res[vname] = {"pred": ids[r.label_map], "single": single, "confidence": r.confidence,
+                      "agreement": r.agreement, "seconds": dt}
+    return image_id, gt, res
+
+
+def _nearest(a: np.ndarray, shape) -> np.ndarray:
+    import cv2
+
+    if a.shape == tuple(shape):
+        return a
+    return cv2.resize(a.astype(np.uint16), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    for spec in args.set:
+        name, _, body = spec.partition(":")
+        VARIANTS[name] = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in body.split(";") if kv)}
+    if args.list:
+        for k, v in VARIANTS.items():
+            print(f"{k}: {v}")
+        return 0
+    from ewc_fo.engine.metrics import ConfusionMatrix, auroc_bad, sample_iou, spearman
+    from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig
+
+    data = Path(args.data)
+    ids = read_ids(data, args.split, args.limit, args.every)
+    cache = build_cache(args, data, ids)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"unknown variants {unknown}; see --list", file=sys.stderr)
+        return 2
+    base = EWCConfig(explainers=tuple(args.explainers.split(",")) if args.explainers else DEFAULT_EXPLAINERS)
+    configs = {n: (apply_variant(replace(base, explainers=tuple(VARIANTS[n].get("use", base.explainers))),
+                                 VARIANTS[n]),
+                   {k[4:]: v for k, v in VARIANTS[n].items() if k.startswith("seg.")}) for n in names}
+    C = 21
+    fused = {n: ConfusionMatrix(C) for n in names}
+    single: dict[str, dict[str, ConfusionMatrix]] = {n: {} for n in names}
+    per = {n: {"conf": [], "agree": [], "iou": [], "sec": []} for n in names}
+    tasks = [(str(data), str(cache), i, configs, args.singles) for i in ids]
+    t0 = time.perf_counter()
+    ctx = get_context("spawn")
+    with ctx.Pool(args.workers, _init, (str(Path(args.cache) / "classifier.safetensors"), args.segmenter,
+                                        args.sam2_checkpoint, args.explain_size)) as pool:
+        for done, (_, gt, res) in enumerate(pool.imap_unordered(_job, tasks, chunksize=2), 1):
+            for n, r in res.items():
+                fused[n].update(r["pred"], gt)
+                for e, lab in r["single"].items():
+                    single[n].setdefault(e, ConfusionMatrix(C)).update(lab, gt)
+                per[n]["conf"].append(r["confidence"])
+                per[n]["agree"].append(r["agreement"])
+                per[n]["iou"].append(sample_iou(r["pred"], gt, C))
+                per[n]["sec"].append(r["seconds"])
+            if done % 50 == 0:
+                print(f"  {done}/{len(ids)} images ({time.perf_counter() - t0:.0f}s)", flush=True)
+    head = (f"| variant | fused + {args.segmenter} | best single | gap | conf. AUROC | conf. Spearman "
+            "| agr. AUROC | s/img | singles |")
+    lines = [f"{len(ids)} images ({args.split or 'all'}), cache {cache.name}", "", head,
+             "|---|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        m = fused[n].miou()
+        s = {e: cm.miou() for e, cm in single[n].items()}
+        best = max(s.values()) if s else float("nan")
+        conf, agr, iou = (np.array(per[n][k]) for k in ("conf", "agree", "iou"))
+        singles_txt = ", ".join(f"{e} {100 * v:.1f}" for e, v in s.items())
+        lines.append(f"| {n} | {100 * m:.1f}% | {100 * best:.1f}% | {100 * (m - best):+.1f} | "
+                     f"{auroc_bad(conf, iou):.3f} | {spearman(conf, iou):.3f} | {auroc_bad(agr, iou):.3f} | "
+                     f"{np.mean(per[n]['sec']):.2f} | {singles_txt} |")
+    text = "\n".join(lines)
+    print(text)
+    for n in names:
+        print(f"{n} changes: {VARIANTS[n]}")
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text + "\n\n" + "\n".join(f"- {n}: `{VARIANTS[n]}`" for n in names) + "\n\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())
