@@ -29,19 +29,26 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "voc_dev"
 
 #: variant name -> changes to EWCConfig (nested dataclasses by "score.x" / "prompts.x")
+#: the method's defaults before class competition and mask votes (v0.1)
+PREVIOUS = {"class_competition": 0.0, "mask_weight": 0.0, "draft_quality": True}
+
 VARIANTS: dict[str, dict] = {
     "default": {},
-    "full_quality": {"draft_quality": False},
-    "mask_vote": {"mask_weight": 0.5},
-    "mask_vote_full": {"mask_weight": 0.5, "draft_quality": False},
-    "t05": {"score.temperature": 0.05},
-    "t02": {"score.temperature": 0.02},
-    "t02_full": {"score.temperature": 0.02, "draft_quality": False},
-    "margin25": {"seg.margin": 0.25},
-    "box20": {"prompts.box_threshold": 0.2},
-    "fg50": {"prompts.fg_threshold": 0.5},
+    "previous": PREVIOUS,
+    # one change on top of the previous defaults (the runs in docs/method.md)
+    "prev+full_quality": {**PREVIOUS, "draft_quality": False},
+    "prev+mask_vote_draft": {**PREVIOUS, "mask_weight": 0.5},
+    "prev+mask_vote": {**PREVIOUS, "mask_weight": 0.5, "draft_quality": False},
+    "prev+compete50": {**PREVIOUS, "class_competition": 0.5},
+    "prev+compete100": {**PREVIOUS, "class_competition": 1.0},
+    "prev+t02_full": {**PREVIOUS, "score.temperature": 0.02, "draft_quality": False},
+    "prev+margin25": {**PREVIOUS, "seg.margin": 0.25},
+    # around the current defaults
     "compete50": {"class_competition": 0.5},
-    "compete100": {"class_competition": 1.0},
+    "mask_vote70": {"mask_weight": 0.7},
+    "no_mask_vote": {"mask_weight": 0.0},
+    "no_competition": {"class_competition": 0.0},
+    "draft240": {"draft_quality": True, "seg.draft_side": 240, "seg.draft_iterations": 3},
     "no_dupes": {"use": ["xgradcam", "layercam", "input_x_gradient"]},
 }
 
@@ -78,6 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--singles", action="store_true",
                    help="also segment each explainer's own map at full quality (K more masks per class)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--fit-size", type=int, default=448)
     p.add_argument("--explain-size", type=int, default=448)
     p.add_argument("--scales", default="1", help="comma-separated explain scales")
     p.add_argument("--flip", action="store_true")
@@ -105,6 +113,25 @@ def read_ids(data: Path, split: str | None, limit: int | None, every: int = 1) -
     return ids[:limit] if limit else ids
 
 
+def class_names(data: Path) -> list[str]:
+    raw = json.loads((data / "classes.json").read_text())
+    return list(raw["classes"] if isinstance(raw, dict) else raw)
+
+
+def image_labels(data: Path) -> dict[str, list[str]]:
+    """Image-level labels: ``labels.json`` where there is one, else the classes in each mask."""
+    if (data / "labels.json").is_file():
+        return json.loads((data / "labels.json").read_text())
+    from PIL import Image
+
+    names = class_names(data)
+    out = {}
+    for p in sorted((data / "SegmentationClass").glob("*.png")):
+        values = np.unique(np.asarray(Image.open(p)))
+        out[p.stem] = [names[v] for v in values if 0 < v < len(names)]
+    return out
+
+
 def build_cache(args, data: Path, ids: list[str]) -> Path:
     """Fit (image-level labels of every image in the folder) and explain ``ids``; idempotent."""
     import torch
@@ -122,11 +149,12 @@ def build_cache(args, data: Path, ids: list[str]) -> Path:
     cache = Path(args.cache) / key
     cache.mkdir(parents=True, exist_ok=True)
     ckpt = Path(args.cache) / "classifier.safetensors"
-    labels = json.loads((data / "labels.json").read_text())
+    labels = image_labels(data)
     if not ckpt.exists():
         all_ids = sorted(labels)
         clf = fit_classifier([str(data / "JPEGImages" / f"{i}.jpg") for i in all_ids],
-                             [labels[i] for i in all_ids], fit_size=448, input_size=args.explain_size)
+                             [labels[i] for i in all_ids], fit_size=args.fit_size,
+                             input_size=args.explain_size)
         save_checkpoint(clf, ckpt)
         print(f"fitted: held-out {clf.meta.get('metric')} {clf.meta.get('heldout_score')}", flush=True)
     todo = [i for i in ids if not (cache / f"{i}.npz").exists()]
@@ -186,8 +214,7 @@ def _job(task):
     from ewc_fo.engine.pipeline import EWC, downscale, merge
 
     data, cache, image_id, configs, singles = task
-    classes = json.loads((Path(data) / "classes.json").read_text())
-    gt_ids = {n: i for i, n in enumerate(classes["classes"] if isinstance(classes, dict) else classes)}
+    gt_ids = {n: i for i, n in enumerate(class_names(Path(data)))}
     z = np.load(Path(cache) / f"{image_id}.npz")
     out = ExplainOutput([str(n) for n in z["names"]], [int(c) for c in z["classes"]],
                         z["maps"].astype(np.float32) / 65535, z["scores"])
@@ -250,16 +277,23 @@ def main(argv=None) -> int:
     configs = {n: (apply_variant(replace(base, explainers=tuple(VARIANTS[n].get("use", base.explainers))),
                                  VARIANTS[n]),
                    {k[4:]: v for k, v in VARIANTS[n].items() if k.startswith("seg.")}) for n in names}
-    C = 21
+    C = len(class_names(data))
     fused = {n: ConfusionMatrix(C) for n in names}
     single: dict[str, dict[str, ConfusionMatrix]] = {n: {} for n in names}
     per = {n: {"conf": [], "agree": [], "iou": [], "sec": []} for n in names}
     tasks = [(str(data), str(cache), i, configs, args.singles) for i in ids]
     t0 = time.perf_counter()
-    ctx = get_context("spawn")
-    with ctx.Pool(args.workers, _init, (str(Path(args.cache) / "classifier.safetensors"), args.segmenter,
-                                        args.sam2_checkpoint, args.explain_size)) as pool:
-        for done, (_, gt, res) in enumerate(pool.imap_unordered(_job, tasks, chunksize=2), 1):
+    init = (str(Path(args.cache) / "classifier.safetensors"), args.segmenter, args.sam2_checkpoint,
+            args.explain_size)
+    if args.workers > 1:
+        pool = get_context("spawn").Pool(args.workers, _init, init)
+        results = pool.imap_unordered(_job, tasks, chunksize=2)
+    else:  # in this process (also what lets the test suite import this file as a module)
+        pool = None
+        _init(*init)
+        results = map(_job, tasks)
+    try:
+        for done, (_, gt, res) in enumerate(results, 1):
             for n, r in res.items():
                 fused[n].update(r["pred"], gt)
                 for e, lab in r["single"].items():
@@ -270,6 +304,10 @@ def main(argv=None) -> int:
                 per[n]["sec"].append(r["seconds"])
             if done % 50 == 0:
                 print(f"  {done}/{len(ids)} images ({time.perf_counter() - t0:.0f}s)", flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
     head = (f"| variant | fused + {args.segmenter} | best single | gap | conf. AUROC | conf. Spearman "
             "| agr. AUROC | s/img | singles |")
     lines = [f"{len(ids)} images ({args.split or 'all'}), cache {cache.name}", "", head,

@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--fg-threshold", type=float, default=None)
     p.add_argument("--box-threshold", type=float, default=None)
     p.add_argument("--bg-threshold", type=float, default=None)
+    p.add_argument("--mask-weight", type=float, default=None)
+    p.add_argument("--class-competition", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")
     p.add_argument("--name", default="ewc-bench-voc", help="FiftyOne dataset name (recreated)")

@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
     p.add_argument("--bg-threshold", type=float, default=None)
     p.add_argument("--box-threshold", type=float, default=None)
     p.add_argument("--temperature", type=float, default=None, help="softmax temperature of the explainer weights")
+    p.add_argument("--mask-weight", type=float, default=None,
+                   help="0..1: how much each explainer votes with the mask its own map prompted")
+    p.add_argument("--class-competition", type=float, default=None,
+                   help="0..1: how much a class's maps give way where another class of the image is stronger")
     p.add_argument("--batch-size", type=int, default=None, help="images per pass (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
     p.add_argument("--output-dir", default=None, help="where masks, heatmaps and maps are written")
@@ -57,6 +61,9 @@ def build_config(args):
         cfg = replace(cfg, prompts=replace(cfg.prompts, **pk))
     if args.temperature is not None:
         cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
+    for name in ("mask_weight", "class_competition"):
+        if getattr(args, name, None) is not None:
+            cfg = replace(cfg, **{name: getattr(args, name)})
     return cfg
 
 

@@ -49,14 +49,16 @@ class EWCConfig:
     prompts: PromptConfig = field(default_factory=PromptConfig)
     seed: int = 0
     keep_explainer_masks: bool = False  # keep each explainer's own mask (ablations, benchmarks)
-    #: score explainers on the segmenter's cheap draft masks (GrabCut only; SAM2 has one mode)
-    draft_quality: bool = True
+    #: score explainers on the segmenter's cheap draft masks (GrabCut only; SAM2 has one mode).
+    #: Off by default: the masks also vote in the fused map (mask_weight), where draft
+    #: masks cost 1.5 mIoU points on voc_dev (docs/method.md)
+    draft_quality: bool = False
     #: fuse ``(1 - m) * map_k + m * mask_k``: each explainer votes with its map and with the
     #: mask its map prompted, so the fused map carries the segmenter's object boundaries
-    mask_weight: float = 0.0
+    mask_weight: float = 0.5
     #: 0..1: how much a class's fused map is reduced where another class of the image is
     #: stronger (:func:`compete`); 0 keeps every class's map as it is
-    class_competition: float = 0.0
+    class_competition: float = 0.7
     #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
     confidence_agreement: float = 2 / 3
 

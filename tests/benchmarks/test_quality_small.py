@@ -62,3 +62,27 @@ def test_quality_benchmark_small(tmp_path, capsys):
     fused = next(line for line in md.splitlines() if line.startswith("| fused |"))
     cells = [c.strip() for c in fused.strip("|").split("|")]
     assert cells[1].endswith(")") and 0.0 <= float(cells[2].rstrip("%")) <= 100.0
+
+
+def test_fusion_study_small(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("fusion_study", ROOT / "benchmarks" / "fusion_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    data = _voc_folder(tmp_path / "voc", n=6)
+    args = ["--data", str(data), "--cache", str(tmp_path / "cache"), "--fit-size", "96",
+            "--explain-size", "128", "--workers", "1", "--variants", "default,previous",
+            "--singles", "--out", str(tmp_path / "table.md")]
+    assert study.main(args) == 0
+    rows = {line.split("|")[1].strip(): line for line in (tmp_path / "table.md").read_text().splitlines()
+            if line.startswith("| default") or line.startswith("| previous")}
+    assert set(rows) == {"default", "previous"}
+    cells = [c.strip() for c in rows["default"].strip("|").split("|")]
+    assert 0.0 <= float(cells[1].rstrip("%")) <= 100.0 and 0.0 <= float(cells[2].rstrip("%")) <= 100.0
+    assert "gradcam" in cells[-1]  # each single explainer has its own mIoU
+    # the maps are cached: a second run explains nothing and gives the same table
+    capsys.readouterr()
+    assert study.main(args[:-2]) == 0
+    out = capsys.readouterr().out
+    assert "explained" not in out and cells[1] in out
+    assert study.main(["--data", str(data), "--variants", "nope", "--cache", str(tmp_path / "cache"),
+                       "--fit-size", "96", "--explain-size", "128"]) == 2

@@ -3,6 +3,8 @@ odd image sizes, and SAM2 embedding reuse."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -138,8 +140,9 @@ def test_compete_removes_what_a_stronger_class_explains():
     out = compete(fused, [0.9, 0.9], 1.0)
     assert out[0, :, :2].min() == 1 and out[0, :, 2:].max() == 0  # shared columns are nobody's cue
     assert out[1, :, 4:].min() == 1 and out[1, :, :4].max() == 0
-    weak = compete(fused, [0.9, 0.3], 1.0)  # a weaker class loses the shared part, the strong keeps it
-    assert weak[0, :, :4].min() == 1 and weak[1, :, 2:4].max() == 0 and weak[1, :, 4:].min() == 1
+    weak = compete(fused, [0.9, 0.3], 1.0)  # a weaker class loses the shared part, the strong keeps most
+    assert weak[0, :, :2].min() == 1 and weak[1, :, 2:4].max() == 0 and weak[1, :, 4:].min() == 1
+    np.testing.assert_allclose(weak[0, :, 2:4], 1 - 0.3 / 0.9, rtol=1e-5)
     np.testing.assert_array_equal(compete(fused, [0.9, 0.9], 0.0), fused)
     empty = compete(np.zeros((2, 3, 3), np.float32), [0.5, 0.5], 1.0)
     assert empty.max() == 0 and np.isfinite(empty).all()
@@ -147,14 +150,23 @@ def test_compete_removes_what_a_stronger_class_explains():
 
 def test_mask_votes_and_competition_run_end_to_end(tiny_clf):
     img = synthetic_image()
-    base = EWC(tiny_clf, GrabCutSegmenter(), FAST).run([img], [["class_0", "class_1"]])[0]
-    cfg = EWCConfig(explainers=FAST.explainers, mask_weight=0.5, class_competition=0.5,
-                    draft_quality=False, keep_explainer_masks=True)
-    (r,) = EWC(tiny_clf, GrabCutSegmenter(), cfg).run([img], [["class_0", "class_1"]])
-    assert r.fused.shape == base.fused.shape and r.fused.max() <= 1.0
-    assert not np.array_equal(r.fused, base.fused)  # the masks' votes changed the fused map
-    for c in r.classes:
-        assert set(c.explainer_masks) == set(FAST.explainers)
+    classes = [["class_0", "class_1"]]
+    plain = replace(FAST, mask_weight=0.0, class_competition=0.0)
+    base = EWC(tiny_clf, GrabCutSegmenter(), plain).run([img], classes)[0]
+    # every explainer votes only with its mask: the fused map is a weighted vote of masks
+    (votes,) = EWC(tiny_clf, GrabCutSegmenter(), replace(plain, mask_weight=1.0,
+                                                          keep_explainer_masks=True)).run([img], classes)
+    np.testing.assert_array_equal(votes.maps, base.maps)
+    for c, cr in enumerate(votes.classes):
+        w = np.array([cr.scores[n]["weight"] for n in votes.explainer_names])
+        m = np.stack([cr.explainer_masks[n] for n in votes.explainer_names]).astype(np.float32)
+        expect = np.tensordot(w, m, axes=1)
+        if expect.max() > 0:
+            np.testing.assert_allclose(votes.fused[c], expect / expect.max(), atol=1e-5)
+    # competition rewrites every explainer's maps before anything else sees them
+    (comp,) = EWC(tiny_clf, GrabCutSegmenter(), replace(plain, class_competition=1.0)).run([img], classes)
+    assert not np.array_equal(comp.maps, base.maps) and comp.maps.max() <= 1.0
+    for c in comp.classes:
         assert 0.0 <= c.confidence <= 1.0
 
 

@@ -29,3 +29,17 @@ def test_label_then_summary(tmp_path, capsys):
     assert main(["summary", "cli-label", "--worst", "1"]) == 0
     out = capsys.readouterr().out
     assert "labeled 2 of 2" in out and "lowest confidence first" in out and "ewc-low-confidence" in out
+
+
+def test_method_options_reach_the_config():
+    import argparse
+
+    from ewc_fo.commands.label import build_config
+
+    ns = argparse.Namespace(explainers="gradcam, layercam", explain_size=None, fg_threshold=0.7,
+                            bg_threshold=None, box_threshold=None, temperature=0.2,
+                            mask_weight=0.25, class_competition=0.0)
+    cfg = build_config(ns)
+    assert cfg.explainers == ("gradcam", "layercam") and cfg.prompts.fg_threshold == 0.7
+    assert cfg.score.temperature == 0.2 and cfg.mask_weight == 0.25 and cfg.class_competition == 0.0
+    assert cfg.to_dict()["mask_weight"] == 0.25  # recorded with the run
