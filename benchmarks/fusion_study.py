@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict] = {
     "no_mask_vote": {"mask_weight": 0.0},
     "no_competition": {"class_competition": 0.0},
     "draft240": {"draft_quality": True, "seg.draft_side": 240, "seg.draft_iterations": 3},
+    "fg50": {"prompts.fg_threshold": 0.5},
+    "box20": {"prompts.box_threshold": 0.2},
     "no_dupes": {"use": ["xgradcam", "layercam", "input_x_gradient"]},
 }
 

@@ -203,6 +203,8 @@ def main(argv=None) -> int:
         "images": len(view), "segmenter": seg.describe(), "classifier": clf.meta.get("backbone", clf.name),
         "fit_size": args.fit_size, "explain_size": args.explain_size, "held_out": clf.meta.get("heldout_score"),
         "explainers": list(cfg.explainers), "prompts": cfg.prompts.__dict__, "score": cfg.score.__dict__,
+        "class_competition": cfg.class_competition, "mask_weight": cfg.mask_weight,
+        "draft_quality": cfg.draft_quality, "scales": list(cfg.scales), "flip": cfg.flip,
         "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
     }
     md = "\n".join([
