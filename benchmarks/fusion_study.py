@@ -136,7 +136,6 @@ def image_labels(data: Path) -> dict[str, list[str]]:
 
 def build_cache(args, data: Path, ids: list[str]) -> Path:
     """Fit (image-level labels of every image in the folder) and explain ``ids``; idempotent."""
-    import torch
 
     from ewc_fo.engine.checkpoint import save_checkpoint
     from ewc_fo.engine.classifier import load_classifier
@@ -163,7 +162,6 @@ def build_cache(args, data: Path, ids: list[str]) -> Path:
     if todo:
         clf = load_classifier(str(ckpt), input_size=args.explain_size)
         cfg = EWCConfig()
-        torch.set_num_threads(max(1, args.workers))
         t0 = time.perf_counter()
         for b in range(0, len(todo), 4):
             batch = todo[b:b + 4]
@@ -182,15 +180,16 @@ def build_cache(args, data: Path, ids: list[str]) -> Path:
 _W: dict = {}
 
 
-def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int) -> None:
+def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int, worker: bool = True) -> None:
     import cv2
     import torch
 
     from ewc_fo.engine.classifier import load_classifier
     from ewc_fo.engine.segmenters import create_segmenter
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    if worker:  # one thread per worker process; in-process runs leave the caller's settings alone
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
     _W["clf"] = load_classifier(ckpt, input_size=explain_size)
     _W["seg"] = create_segmenter(seg_name, checkpoint=sam2_ckpt)
     _W.update(seg_name=seg_name, sam2_ckpt=sam2_ckpt)
@@ -292,7 +291,7 @@ def main(argv=None) -> int:
         results = pool.imap_unordered(_job, tasks, chunksize=2)
     else:  # in this process (also what lets the test suite import this file as a module)
         pool = None
-        _init(*init)
+        _init(*init, worker=False)
         results = map(_job, tasks)
     try:
         for done, (_, gt, res) in enumerate(results, 1):

@@ -339,6 +339,18 @@ class ComputeEWC(foo.Operator):
         _segmenter_input(ctx, inputs)
         inputs.int("explain_size", required=False, label="Explain size",
                    description="Square side fed to the classifier (empty: the classifier's own)")
+        from ewc_fo.engine.pipeline import EWCConfig
+
+        for key, label, desc in (
+            ("class_competition", "Class competition",
+             "0-1: how much a class's maps give way where another class of the image is stronger"),
+            ("mask_weight", "Mask votes",
+             "0-1: how much each explainer votes with the mask its own map prompted"),
+        ):
+            prop = inputs.float(key, default=getattr(EWCConfig, key), label=label, description=desc)
+            v = ctx.params.get(key)
+            if v is not None and not 0 <= float(v) <= 1:
+                _invalid(prop, "must be between 0 and 1")
         bs = inputs.int("batch_size", default=4, label="Batch size", description="Images per pass")
         if ctx.params.get("batch_size") is not None and int(ctx.params["batch_size"]) < 1:
             _invalid(bs, "must be >= 1")
@@ -392,6 +404,9 @@ class ComputeEWC(foo.Operator):
             cfg["explainers"] = tuple(p["explainers"])
         if p.get("explain_size"):
             cfg["explain_size"] = int(p["explain_size"])
+        for key in ("class_competition", "mask_weight"):
+            if p.get(key) is not None:
+                cfg[key] = float(p[key])
         label_field = p["label_field"]
         with _hf_token(ctx):
             summary = label(view, label_field, config=EWCConfig(**cfg), progress=_Progress(ctx, "labeling"),
@@ -411,10 +426,11 @@ class ComputeEWC(foo.Operator):
 
     def __call__(self, samples, label_field: str, *, prefix="ewc", classifier="efficientnet_lite0",
                  explainers=None, segmenter="auto", sam2_checkpoint=None, explain_size=None, batch_size=4,
-                 overwrite=False, output_dir=None, delegate=False):
+                 class_competition=None, mask_weight=None, overwrite=False, output_dir=None, delegate=False):
         params = dict(label_field=label_field, prefix=prefix, classifier=classifier,
                       explainers=list(explainers) if explainers else None, segmenter=segmenter,
                       sam2_checkpoint=sam2_checkpoint, explain_size=explain_size, batch_size=batch_size,
+                      class_competition=class_competition, mask_weight=mask_weight,
                       overwrite=overwrite, output_dir=output_dir)
         return _call(self.uri, samples, params, delegate)
 

@@ -109,6 +109,9 @@ def test_compute_form(ds):
         if env is not None:
             os.environ["EWC_SAM2_CHECKPOINT"] = env
     assert "batch_size" in invalid(resolve("compute_ewc", ds, {"batch_size": 0}))
+    assert p["class_competition"].default == 0.7 and p["mask_weight"].default == 0.5
+    assert "mask_weight" in invalid(resolve("compute_ewc", ds, {"mask_weight": 1.5}))
+    assert "class_competition" in invalid(resolve("compute_ewc", ds, {"class_competition": -1}))
 
 
 def test_execution_options_follow_target_size(ds):
@@ -133,7 +136,11 @@ def test_forms_without_runs(tmp_path):
 def test_compute_selected_samples(ds, tmp_path):
     sid = ds.first().id
     res = run("compute_ewc", ds, dict(label_field="labels", prefix="sel", view_target="SELECTED_SAMPLES",
-                                      output_dir=str(tmp_path), **FAST), selected=[sid])
+                                      output_dir=str(tmp_path), class_competition=0.0, **FAST),
+              selected=[sid])
+    from ewc_fo.fo.runs import get_run
+
+    assert get_run(ds, "sel")["method"]["config"]["class_competition"] == 0.0  # the form's knob reached the run
     assert res.result["labeled"] == 1 and res.result["total"] == 1
     assert ds.exists("sel_confidence").values("id") == [sid]
     requests = [r["operator_uri"] for r in res.executor.to_json()["requests"]]
