@@ -1,14 +1,19 @@
 """Test-session setup shared by every test package.
 
 FiftyOne reads its database location when first imported, so a private, throw-away
-database (and dataset directory) is configured here, before any test imports it.
+database server (``tests/_mongod.py``, reached by ``FIFTYONE_DATABASE_URI``) and dataset
+directory are configured here, before any test imports it. The URI is always set, never
+inherited: the suite must not reach a database it did not start.
 """
 
 import os
 import tempfile
 
+from tests._mongod import start_session_database
+
 _TMP = tempfile.mkdtemp(prefix="ewc_fo_tests_")
-os.environ.setdefault("FIFTYONE_DATABASE_DIR", os.path.join(_TMP, "db"))
+os.environ["FIFTYONE_DATABASE_URI"] = start_session_database(_TMP)
+os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
 os.environ.setdefault("FIFTYONE_DEFAULT_DATASET_DIR", os.path.join(_TMP, "datasets"))
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
