@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
 from ..engine.errors import ConfigError
+from .export_dir import MANIFEST, check_out_dir, prepare_out_dir  # noqa: F401 - re-exported
 from .runs import check_prefix
 from .views import REJECT_TAG, REVIEWED_TAG
 
@@ -42,6 +42,9 @@ COCO_LABELS = "labels.json"
 COCO_IMAGES = "data"
 VOC_DIRS = ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets")
 VOC_CLASS_FILES = ("class_names.txt", "labels.txt")
+COCO_TMP = (".images.json.tmp", ".annotations.json.tmp")
+#: names an export writes whatever the data: never written over unless a manifest lists them
+COCO_FIXED = (COCO_LABELS, *COCO_TMP)
 _EXIF_ORIENTATION = 0x0112
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -97,16 +100,6 @@ def safe_name(name: str, fallback: str = "item") -> str:
     return s or fallback
 
 
-def _inside(root: Path, *parts: str) -> Path:
-    """Join under ``root`` and refuse anything that resolves outside it."""
-    p = root.joinpath(*parts)
-    try:
-        p.resolve().relative_to(root.resolve())
-    except ValueError:
-        raise ConfigError(f"refusing to write outside the export folder: {p}") from None
-    return p
-
-
 def _unique(stem: str, ext: str, used: set[str]) -> str:
     """``stem+ext``, or ``stem-2+ext``, ... so two source files with one basename both survive."""
     name, k = stem + ext, 1
@@ -115,25 +108,6 @@ def _unique(stem: str, ext: str, used: set[str]) -> str:
         name = f"{stem}-{k}{ext}"
     used.add(name.lower())
     return name
-
-
-def _prepare_out_dir(out_dir: str | os.PathLike, managed: tuple[str, ...], overwrite: bool) -> Path:
-    """Create ``out_dir``; a non-empty one is an error unless ``overwrite``, which then clears
-    only what this export writes (other files in the folder are left alone)."""
-    root = Path(out_dir).expanduser()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"export target {root} exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"export folder {root} is not empty; pass --overwrite (overwrite=True)")
-        for m in managed:
-            q = root / m
-            if q.is_symlink() or q.is_file():
-                q.unlink()
-            elif q.is_dir():
-                shutil.rmtree(q)
-    root.mkdir(parents=True, exist_ok=True)
-    return root.resolve()
 
 
 def review_filter(
@@ -348,15 +322,15 @@ def export_coco(
     """
     view = review_filter(samples, skip_rejected=skip_rejected, reviewed_only=reviewed_only)
     run = _RunFields(view, prefix)
-    root = _prepare_out_dir(out_dir, (COCO_IMAGES, COCO_LABELS), overwrite)
-    img_dir = _inside(root, COCO_IMAGES)
+    out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=COCO_FIXED)
+    root = out.root
     if copy_images:
-        img_dir.mkdir()
+        out.folder(COCO_IMAGES)
     res = ExportResult("coco", str(root), classes=list(run.id_to_name.values()))
-    res.labels_path = str(_inside(root, COCO_LABELS))
-    used: set[str] = set()
-    tmp_imgs = tempfile.NamedTemporaryFile("w", dir=root, suffix=".tmp", delete=False)
-    tmp_anns = tempfile.NamedTemporaryFile("w", dir=root, suffix=".tmp", delete=False)
+    res.labels_path = str(out.file(COCO_LABELS))
+    used: set[str] = out.taken(COCO_IMAGES)
+    tmp_imgs = open(out.file(COCO_TMP[0]), "w")  # noqa: SIM115 - closed by the with below
+    tmp_anns = open(out.file(COCO_TMP[1]), "w")  # noqa: SIM115
     try:
         with tmp_imgs, tmp_anns:
             for sample in _iterate(view, run, "COCO export", progress):
@@ -367,7 +341,7 @@ def export_coco(
                 src = Path(sample.filepath)
                 if copy_images:
                     name = _unique(safe_name(src.stem, sample.id), src.suffix.lower(), used)
-                    _write_image(str(src), _inside(img_dir, name), jpeg=False)
+                    _write_image(str(src), out.file(COCO_IMAGES, name), jpeg=False)
                     file_name = name
                 else:
                     file_name = str(src.resolve())
@@ -396,15 +370,15 @@ def export_coco(
             "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "version": "1.0",
         }
-        with open(res.labels_path, "w") as out:
-            out.write('{"info": ' + json.dumps(info) + ', "licenses": [], "categories": ')
-            out.write(json.dumps(cats) + ', "images": [')
+        with open(res.labels_path, "w") as f_out:
+            f_out.write('{"info": ' + json.dumps(info) + ', "licenses": [], "categories": ')
+            f_out.write(json.dumps(cats) + ', "images": [')
             with open(tmp_imgs.name) as f:
-                shutil.copyfileobj(f, out)
-            out.write('], "annotations": [')
+                shutil.copyfileobj(f, f_out)
+            f_out.write('], "annotations": [')
             with open(tmp_anns.name) as f:
-                shutil.copyfileobj(f, out)
-            out.write("]}")
+                shutil.copyfileobj(f, f_out)
+            f_out.write("]}")
     finally:
         for t in (tmp_imgs.name, tmp_anns.name):
             if os.path.exists(t):
@@ -447,12 +421,13 @@ def export_voc(
         raise ConfigError("uncertain_band must be >= 0")
     view = review_filter(samples, skip_rejected=skip_rejected, reviewed_only=reviewed_only)
     run = _RunFields(view, prefix)
-    root = _prepare_out_dir(out_dir, VOC_DIRS + VOC_CLASS_FILES, overwrite)
-    dirs = {d: _inside(root, d) for d in VOC_DIRS[:3]}
-    for d in dirs.values():
-        d.mkdir()
-    sets_dir = _inside(root, "ImageSets", "Segmentation")
-    sets_dir.mkdir(parents=True)
+    split_file = safe_name(split, "train") + ".txt"
+    fixed = (*VOC_CLASS_FILES, f"ImageSets/Segmentation/{split_file}")
+    out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=fixed)
+    root = out.root
+    for d in VOC_DIRS[:3]:
+        out.folder(d)
+    out.folder("ImageSets", "Segmentation")
 
     # compact class list: index 0 background, then the run's classes in id order
     classes = ["background"] + list(run.id_to_name.values())
@@ -463,8 +438,8 @@ def export_voc(
     for idx, cid in enumerate(run.id_to_name, 1):
         lut[cid] = idx
     res = ExportResult("voc", str(root), classes=classes[1:])
-    used: set[str] = set()
-    with open(_inside(sets_dir, safe_name(split, "train") + ".txt"), "w") as ids_file:
+    used = {Path(n).stem for d in VOC_DIRS[:3] for n in out.taken(d)}  # never a foreign file's name
+    with open(out.file("ImageSets", "Segmentation", split_file), "w") as ids_file:
         for sample in _iterate(view, run, "VOC export", progress):
             ok, raw = _exportable(sample, run, res)
             if not ok:
@@ -514,15 +489,15 @@ def export_voc(
 
             src = Path(sample.filepath)
             stem = _unique(safe_name(src.stem, sample.id), "", used)
-            _write_image(str(src), _inside(dirs["JPEGImages"], stem + ".jpg"), jpeg=True)
-            _save_palette_png(cls_map, _inside(dirs["SegmentationClass"], stem + ".png"))
-            _save_palette_png(obj_map, _inside(dirs["SegmentationObject"], stem + ".png"))
+            _write_image(str(src), out.file("JPEGImages", stem + ".jpg"), jpeg=True)
+            _save_palette_png(cls_map, out.file("SegmentationClass", stem + ".png"))
+            _save_palette_png(obj_map, out.file("SegmentationObject", stem + ".png"))
             ids_file.write(stem + "\n")
             res.num_images += 1
     text = "".join(c.replace("\n", " ").replace("\r", " ") + "\n" for c in classes)
     for name in VOC_CLASS_FILES:
-        _inside(root, name).write_text(text)
-    res.labels_path = str(_inside(root, "class_names.txt"))
+        out.file(name).write_text(text)
+    res.labels_path = str(root / "class_names.txt")
     return res
 
 

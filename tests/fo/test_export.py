@@ -238,7 +238,8 @@ def test_non_empty_target_needs_overwrite(run_ds, tmp_path):
     export_coco(ds, out, overwrite=True)
     (out / "data" / "stale.png").write_bytes(b"x")
     export_coco(ds, out, overwrite=True)
-    assert not (out / "data" / "stale.png").exists() and (out / "keep.txt").read_text() == "mine"
+    # overwrite deletes only what the previous export wrote (its manifest): the user's files stay
+    assert (out / "data" / "stale.png").exists() and (out / "keep.txt").read_text() == "mine"
     with pytest.raises(ConfigError):
         export_voc(ds, out)
     (tmp_path / "afile").write_text("")
