@@ -25,12 +25,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint_meta import (  # noqa: F401 - FORMAT, REQUIRED, sidecar are part of this API
+    FORMAT,
+    REQUIRED,
+    SAFETENSORS_SUFFIXES,
+    agree,
+    is_safetensors,
+    sidecar,
+    sidecar_metadata,
+    validate,
+)
 from .classifier import Classifier, auto_layers
 from .errors import CheckpointError, ConfigError
-
-FORMAT = "ewc_fo.fit/1"
-REQUIRED = ("backbone", "class_names", "multilabel", "head", "input_size", "fit_size", "mean", "std")
-SAFETENSORS_SUFFIXES = (".safetensors", ".st")
 
 PICKLE_HELP = (
     "it needs unpickling arbitrary Python objects, and unpickling can run any code the "
@@ -38,12 +44,6 @@ PICKLE_HELP = (
     "(CLI: --trust-checkpoint), or convert it once to a plain state dict "
     "(torch.save(model.state_dict(), path)) or safetensors"
 )
-
-
-def sidecar(path: str | os.PathLike) -> Path:
-    """The metadata file next to a checkpoint: ``<path>.json``."""
-    p = Path(path)
-    return p.with_name(p.name + ".json")
 
 
 def _version() -> str:
@@ -116,14 +116,6 @@ def save_checkpoint(clf: Classifier, path: str | os.PathLike, *, full: bool = Fa
 # ---------------------------------------------------------------- read
 
 
-def _is_safetensors(p: Path) -> bool:
-    if p.suffix.lower() in SAFETENSORS_SUFFIXES:
-        return True
-    with open(p, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
-
-
 def _read_safetensors(p: Path) -> tuple[dict, dict | None]:
     from safetensors import safe_open
 
@@ -139,6 +131,8 @@ def _read_safetensors(p: Path) -> tuple[dict, dict | None]:
             meta = json.loads(header["ewc_fo"])
         except json.JSONDecodeError:
             raise CheckpointError(f"corrupt checkpoint {p.name}: unreadable metadata in its header") from None
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"corrupt checkpoint {p.name}: its header metadata is not a mapping")
     return tensors, meta
 
 
@@ -206,23 +200,16 @@ def load_checkpoint(
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
-    meta = None
-    side = sidecar(p)
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"corrupt checkpoint metadata {side.name}: {e}") from None
-    if _is_safetensors(p):
-        tensors, header_meta = _read_safetensors(p)
-        meta = meta or header_meta
+    side = sidecar_metadata(p)
+    if is_safetensors(p):
+        tensors, inner = _read_safetensors(p)
         module = None
     else:
         obj = _read_torch(p, allow_pickle)
         module = obj if isinstance(obj, nn.Module) else None
-        if isinstance(obj, dict) and meta is None and isinstance(obj.get("ewc_fo"), dict):
-            meta = obj["ewc_fo"]
+        inner = obj["ewc_fo"] if isinstance(obj, dict) and isinstance(obj.get("ewc_fo"), dict) else None
         tensors = None if module is not None else _state_dict(obj, p.name)
+    meta = agree(p, side, inner)  # an edited or stray sidecar must not relabel the classes
 
     if meta is not None:
         clf = _from_metadata(p, meta, tensors if tensors is not None else module.state_dict(),
@@ -237,9 +224,7 @@ def load_checkpoint(
 def _from_metadata(p: Path, meta: dict, tensors: dict, class_names, backbone) -> Classifier:
     from .fitting import build_fitted_model, cam_layers
 
-    missing = [k for k in REQUIRED if k not in meta]
-    if missing:
-        raise CheckpointError(f"checkpoint metadata of {p.name} lacks {', '.join(missing)}")
+    validate(meta, p.name)
     names = list(meta["class_names"])
     if backbone is not None and backbone != meta["backbone"]:
         raise CheckpointError(

@@ -13,16 +13,9 @@ from importlib import metadata
 
 import fiftyone as fo
 
-from ..engine.errors import ConfigError
+from .prefix import PREFIX_RE, check_prefix  # noqa: F401 - the rule lives where the CLI can reach it light
 
-PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 RUN_TYPE = "ewc_fo.label"
-
-
-def check_prefix(prefix: str) -> str:
-    if not PREFIX_RE.match(prefix or ""):
-        raise ConfigError(f"prefix {prefix!r} must start with a letter and use only letters, digits, _")
-    return prefix
 
 
 def field_names(prefix: str, explainer_keys: list[str]) -> dict[str, str]:

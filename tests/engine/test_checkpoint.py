@@ -72,6 +72,15 @@ def test_full_weights_round_trip(tmp_path):
         torch.testing.assert_close(back.model(x), clf.model(x))
 
 
+def _rewrite(out: Path, meta: dict, header: bool = True) -> None:
+    """Replace the checkpoint's metadata: in the sidecar, and (``header``) inside the file too."""
+    sidecar(out).write_text(json.dumps(meta))
+    if header:
+        from safetensors.torch import load_file, save_file
+
+        save_file(load_file(str(out)), str(out), metadata={"ewc_fo": json.dumps(meta)})
+
+
 def test_mismatches(fitted, tmp_path):
     clf, _ = fitted
     out = save_checkpoint(clf, tmp_path / "m.safetensors")
@@ -83,19 +92,68 @@ def test_mismatches(fitted, tmp_path):
     meta = json.loads(sidecar(out).read_text())
     meta["backbone"] = "torchvision:resnet18"
     meta["pretrained"] = False
-    sidecar(out).write_text(json.dumps(meta))
+    _rewrite(out, meta)
     with pytest.raises(CheckpointError, match="does not fit backbone"):
         load_checkpoint(out)
     meta["backbone"] = "efficientnet_lite0"
     meta["pretrained"] = True
     meta["class_names"] = ["a", "b", "c"]
-    sidecar(out).write_text(json.dumps(meta))
+    _rewrite(out, meta)
     with pytest.raises(CheckpointError, match="class count mismatch"):
         load_checkpoint(out)
     del meta["backbone"]
-    sidecar(out).write_text(json.dumps(meta))
+    _rewrite(out, meta)
     with pytest.raises(CheckpointError, match="lacks backbone"):
         load_checkpoint(out)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("class_names", 7, "class_names must be a list of non-empty strings"),
+    ("class_names", ["red", ""], "class_names must be a list of non-empty strings"),
+    ("class_names", ["red", "red"], "lists red twice"),
+    ("input_size", 0, "input_size must be between 32 and 2048"),
+    ("input_size", -5, "input_size must be between 32 and 2048"),
+    ("input_size", 20000, "input_size must be between 32 and 2048"),
+    ("input_size", "96", "input_size must be a whole number"),
+    ("fit_size", 1.5, "fit_size must be a whole number"),
+    ("mean", "x", "mean must be 3 finite numbers"),
+    ("mean", [0.5, 0.5, float("nan")], "mean must be 3 finite numbers"),
+    ("std", [0.2, 0.0, 0.2], "std must be 3 finite numbers above 0"),
+    ("multilabel", "no", "multilabel must be true or false"),
+    ("head", "deep", "head must be 'linear' or 'mlp'"),
+    ("format", "ewc_fo.fit/9", "format 'ewc_fo.fit/9'"),
+])
+def test_bad_metadata_is_refused_with_a_clear_error(fitted, tmp_path, field, value, message):
+    """Issue #14: an edited sidecar used to end in a traceback (class_names: 7) or load
+    nonsense (input_size 20000, mean "x"); every field is now checked."""
+    from ewc_fo.engine.checkpoint_meta import read_metadata
+
+    clf, _ = fitted
+    out = save_checkpoint(clf, tmp_path / "m.safetensors")
+    meta = json.loads(sidecar(out).read_text())
+    meta[field] = value
+    _rewrite(out, meta)
+    for load in (load_checkpoint, read_metadata):
+        with pytest.raises(CheckpointError, match=message) as e:
+            load(out)
+        assert "\n" not in str(e.value)
+
+
+def test_sidecar_must_agree_with_the_file(fitted, tmp_path):
+    """A sidecar with the classes swapped used to load, naming every mask wrongly."""
+    from ewc_fo.engine.checkpoint_meta import read_metadata
+
+    clf, _ = fitted
+    out = save_checkpoint(clf, tmp_path / "m.safetensors")
+    meta = json.loads(sidecar(out).read_text())
+    meta["class_names"] = meta["class_names"][::-1]
+    _rewrite(out, meta, header=False)
+    for load in (load_checkpoint, read_metadata):
+        with pytest.raises(CheckpointError, match="disagrees with the metadata inside the file on class_names"):
+            load(out)
+    sidecar(out).unlink()  # the file's own metadata still loads
+    assert load_checkpoint(out).class_names == clf.class_names
+    assert read_metadata(out)["class_names"] == clf.class_names
 
 
 def test_corrupt_files(fitted, tmp_path):
