@@ -1,4 +1,9 @@
-"""The ``ewc-fo`` command: parse arguments, dispatch to ``ewc_fo.commands.<name>``."""
+"""The ``ewc-fo`` command: parse and check arguments, dispatch to ``ewc_fo.commands.<name>``.
+
+Nothing heavy is imported here: argument types (``commands/_checks.py``) reject bad values
+while parsing, and each command checks the rest before it imports torch or loads a model.
+Every error a user can cause is one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,51 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .commands import COMMANDS
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions with line breaks are kept as written (the others are wrapped); an option's
+    default is shown once: appended only when its help does not already state it, and never
+    for flags or empty defaults."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        if (
+            "default" in h.lower()
+            or action.default in (None, False, argparse.SUPPRESS, "")
+            or action.required
+            or not action.option_strings
+        ):
+            return h
+        return f"{h} (default: %(default)s)" if h else "default: %(default)s"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage stays behind ``--help``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ewc-fo",
         description="Explain with Confidence: image-level labels to pixel masks in FiftyOne.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"ewc-fo {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=Parser)
     for name in COMMANDS:
         try:
             mod = importlib.import_module(f"ewc_fo.commands.{name}")
@@ -28,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, --list-explainers, or a usage error (printed)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,15 +1,26 @@
-"""Helpers shared by subcommands: loading a dataset or one of its saved views."""
+"""Helpers shared by subcommands: loading a dataset or one of its saved views, and checking
+a label field, with a clear error for each mistake (FiftyOne only, no torch)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..engine.errors import ConfigError
+from ..engine.errors import ConfigError, UnknownClassError
+
+LABEL_TYPES = {"Classification": "single-label", "Classifications": "multi-label"}
 
 
-def add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="name of the FiftyOne dataset")
+def add_dataset_args(p: argparse.ArgumentParser, required: argparse._ArgumentGroup | None = None) -> None:
+    (required or required_group(p)).add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", default=None, help="name of a saved view of the dataset to use instead")
+
+
+def required_group(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """A help section, listed first, of what the command cannot run without."""
+    group = p.add_argument_group("required arguments")
+    p._action_groups.insert(0, p._action_groups.pop())
+    return group
 
 
 def load_view(name: str, view: str | None = None):
@@ -26,3 +37,47 @@ def load_view(name: str, view: str | None = None):
                               f"(saved views: {', '.join(ds.list_saved_views()) or 'none'})")
         return ds.load_saved_view(view)
     return ds
+
+
+def check_label_field(view, field: str) -> str:
+    """``field`` must hold image-level labels: returns ``"Classification"`` or
+    ``"Classifications"``; otherwise the error names the type found, the types expected and
+    the fields of the dataset that would do."""
+    schema = view.get_field_schema()
+    doc = {k: getattr(getattr(f, "document_type", None), "__name__", None) for k, f in schema.items()}
+    fits = [k for k, d in doc.items() if d in LABEL_TYPES]
+    hint = f"fields that would do: {', '.join(fits)}" if fits else \
+        "this dataset has no such field (ewc-fo create makes one)"
+    if field not in schema:
+        raise ConfigError(f"no field {field!r} on this dataset; --label-field needs an fo.Classification "
+                          f"or fo.Classifications field; {hint}")
+    if doc[field] not in LABEL_TYPES:
+        got = doc[field] or type(schema[field]).__name__
+        raise ConfigError(f"field {field!r} holds {got}; --label-field needs fo.Classification "
+                          f"(single-label) or fo.Classifications (multi-label); {hint}")
+    return doc[field]
+
+
+def view_classes(view, field: str, kind: str) -> list[str]:
+    """The distinct class names in ``field`` over ``view``."""
+    path = f"{field}.label" if kind == "Classification" else f"{field}.classifications.label"
+    return sorted(str(c) for c in view.distinct(path) if c)
+
+
+def check_classes(present: list[str], known: tuple[str, ...] | None, classifier: str) -> None:
+    """No class known to the classifier is an error; some unknown is a one-line warning (their
+    samples are recorded as ``unknown_class`` failures, the rest is labelled)."""
+    if known is None or not present:
+        return
+    known_set = set(known)
+    unknown = [c for c in present if c not in known_set]
+    if len(unknown) == len(present):
+        raise UnknownClassError(
+            f"none of the dataset's classes ({', '.join(present[:6])}{'...' if len(present) > 6 else ''}) "
+            f"is a class of classifier {classifier!r}; fit one on your labels first: "
+            f"ewc-fo fit DATASET --label-field FIELD --out model.safetensors"
+        )
+    if unknown:
+        print(f"warning: {len(unknown)} of {len(present)} classes are unknown to classifier {classifier!r} "
+              f"({', '.join(unknown[:6])}{'...' if len(unknown) > 6 else ''}); their samples will be "
+              "marked unknown_class", file=sys.stderr)

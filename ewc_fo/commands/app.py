@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from . import _checks as chk
 from ._common import add_dataset_args, load_view
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("app", help="launch the FiftyOne App on a dataset")
     add_dataset_args(p)
-    p.add_argument("--port", type=int, default=5151)
-    p.add_argument("--address", default="localhost")
+    p.add_argument("--port", type=chk.port, default=5151, help="port the App listens on")
+    p.add_argument("--address", default="localhost", help="address the App binds to")
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+from . import _checks as chk
+from ._common import required_group
 
 SOURCES = {
     "folder": "folder of images (recursive) + optional labels.json {image: label | [labels]}",
@@ -20,16 +21,17 @@ def add_parser(sub) -> None:
         "create",
         help="create a FiftyOne dataset with image-level labels from a folder, CSV, VOC, COCO, HF or CUB",
         description="Sources:\n" + "\n".join(f"  {k:10s} {v}" for k, v in SOURCES.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("name", help="name of the new FiftyOne dataset")
-    p.add_argument("--from", dest="source", required=True, choices=list(SOURCES))
-    p.add_argument("path", help="folder, file or Hugging Face dataset name to import")
+    req = required_group(p)
+    req.add_argument("name", help="name of the new FiftyOne dataset")
+    req.add_argument("--from", dest="source", required=True, choices=list(SOURCES),
+                     help="kind of source (see Sources above)")
+    req.add_argument("path", help="folder, file or Hugging Face dataset name to import")
     p.add_argument("--label-field", default="labels", help="field for the image-level labels (default: labels)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
-    p.add_argument("--max-samples", type=int, default=None, help="import at most this many images")
+    p.add_argument("--max-samples", type=chk.positive_int, default=None, help="import at most this many images")
     p.add_argument("--media-dir", default=None,
-                   help="where images/masks the importer must write go (default under the FiftyOne dataset dir)")
+                   help="where images/masks the importer must write go (default: under the FiftyOne dataset dir)")
     p.add_argument("--images", default=None, help="coco: image folder")
     p.add_argument("--labels-json", default=None, help="folder: labels file (default PATH/labels.json)")
     p.add_argument("--root", default=None, help="csv: folder relative paths are resolved against")
@@ -41,6 +43,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.media_dir is not None:
+        chk.check_folder(args.media_dir, "--media-dir")
     from ..fo import recipes as r
 
     common = dict(label_field=args.label_field, overwrite=args.overwrite, max_samples=args.max_samples)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from . import _checks as chk
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="label a small bundled dataset of real photos end to end (offline)")
-    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"])
-    p.add_argument("--sam2-checkpoint", default=None)
+    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"],
+                   help="auto: SAM2 when a checkpoint is given or in $EWC_SAM2_CHECKPOINT, else GrabCut")
+    p.add_argument("--sam2-checkpoint", default=None,
+                   help="SAM2 checkpoint path or Hugging Face id (e.g. facebook/sam2.1-hiera-tiny)")
     p.add_argument("--fresh", action="store_true", help="rebuild the demo dataset and relabel it")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
     from ..demo import DEMO_DATASET, build_demo_dataset
     from ..engine.segmenters import create_segmenter
     from ..fo.label import label

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _checks as chk
 from ._common import add_dataset_args, load_view
 
 
@@ -13,7 +14,8 @@ def add_parser(sub) -> None:
     add_dataset_args(p)
     p.add_argument("--pred-field", default="ewc_mask", help="predicted fo.Segmentation field")
     p.add_argument("--gt-field", default="ground_truth", help="ground-truth fo.Segmentation field")
-    p.add_argument("--ignore-index", type=int, default=255, help="ground-truth value to ignore (void)")
+    p.add_argument("--ignore-index", type=chk.non_negative_int, default=255,
+                   help="ground-truth value to ignore (void)")
     p.add_argument(
         "--iou-field",
         default=None,
@@ -25,7 +27,7 @@ def add_parser(sub) -> None:
         default=None,
         help="float fields to check against IoU (default <prefix>_confidence <prefix>_agreement)",
     )
-    p.add_argument("--iou-threshold", type=float, default=0.5, help="a mask is bad below this IoU")
+    p.add_argument("--iou-threshold", type=chk.unit_float, default=0.5, help="a mask is bad below this IoU")
     p.add_argument("--no-store", action="store_true", help="do not store the report in dataset.info")
     p.set_defaults(func=run)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import add_dataset_args, load_view
+from . import _checks as chk
+from ._common import add_dataset_args, load_view, required_group
 
 
 def add_parser(sub) -> None:
@@ -11,20 +12,25 @@ def add_parser(sub) -> None:
         help="export a run's masks to COCO instances JSON (RLE) or a VOC segmentation folder",
         description="Samples tagged ewc:reject are left out unless --include-rejected.",
     )
-    add_dataset_args(p)
-    p.add_argument("--format", required=True, choices=["coco", "voc"], dest="fmt")
-    p.add_argument("--out", required=True, help="export folder (must be empty unless --overwrite)")
+    req = required_group(p)
+    add_dataset_args(p, req)
+    req.add_argument("--format", required=True, choices=["coco", "voc"], dest="fmt",
+                     help="coco: instances JSON with RLE masks; voc: palette-PNG segmentation folder")
+    req.add_argument("--out", required=True,
+                     help="export folder: empty, or a previous export with --overwrite; never the "
+                     "folder of the dataset's images or masks")
     p.add_argument("--prefix", default="ewc", help="prefix of the run to export")
     p.add_argument("--reviewed-only", action="store_true", help="only samples tagged ewc:reviewed")
     p.add_argument("--include-rejected", action="store_true", help="keep samples tagged ewc:reject")
-    p.add_argument("--overwrite", action="store_true", help="replace a previous export in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous export in --out (only the files its manifest lists)")
     coco = p.add_argument_group("COCO")
     coco.add_argument("--polygons", action="store_true", help="polygons instead of RLE (lossy: holes are filled)")
     coco.add_argument("--no-copy-images", action="store_true", help="reference images by absolute path")
     voc = p.add_argument_group("VOC")
-    voc.add_argument("--uncertain-band", type=int, default=0, metavar="N",
+    voc.add_argument("--uncertain-band", type=chk.non_negative_int, default=0, metavar="N",
                      help="mark an N-px band around mask boundaries as 255 (ignored by trainers)")
-    voc.add_argument("--min-confidence", type=float, default=None,
+    voc.add_argument("--min-confidence", type=chk.unit_float, default=None,
                      help="mark images, classes and instances below this confidence as 255")
     voc.add_argument("--split", default="train", help="name of the ImageSets/Segmentation list")
     p.set_defaults(func=run)
@@ -32,7 +38,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..engine.errors import ConfigError
-    from ..fo.export import export_coco, export_voc
+
+    chk.check_prefix(args.prefix)
+    if args.fmt == "coco" and (args.uncertain_band or args.min_confidence is not None):
+        raise ConfigError("--uncertain-band and --min-confidence apply to --format voc only")
+    if args.fmt == "voc" and (args.polygons or args.no_copy_images):
+        raise ConfigError("--polygons and --no-copy-images apply to --format coco only")
+    chk.check_folder(args.out, "--out")
+    from ..fo.export import export_coco, export_voc  # they refuse an unsafe --out before writing
 
     view = load_view(args.dataset, args.view)
     common = dict(
@@ -42,13 +55,9 @@ def run(args) -> int:
         overwrite=args.overwrite,
     )
     if args.fmt == "coco":
-        if args.uncertain_band or args.min_confidence is not None:
-            raise ConfigError("--uncertain-band and --min-confidence apply to --format voc only")
         res = export_coco(view, args.out, polygons=args.polygons,
                           copy_images=not args.no_copy_images, **common)
     else:
-        if args.polygons or args.no_copy_images:
-            raise ConfigError("--polygons and --no-copy-images apply to --format coco only")
         res = export_voc(view, args.out, uncertain_band=args.uncertain_band,
                          min_confidence=args.min_confidence, split=args.split, **common)
     print(res)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-
-from ._common import add_dataset_args, load_view
+from . import _checks as chk
+from ._common import add_dataset_args, check_label_field, load_view, required_group
 
 
 def add_parser(sub) -> None:
@@ -14,35 +13,59 @@ def add_parser(sub) -> None:
         "from a Classification (single-label) or Classifications (multi-label) field. Backbone "
         "features are cached on disk, so fitting again with other settings is fast. Prints the "
         "held-out accuracy (single-label) or mAP (multi-label), also stored in <out>.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_dataset_args(p)
-    p.add_argument("--label-field", required=True, help="Classification or Classifications field")
-    p.add_argument("--out", required=True, help="checkpoint to write (safetensors; metadata in <out>.json)")
+    req = required_group(p)
+    add_dataset_args(p, req)
+    req.add_argument("--label-field", required=True,
+                     help="fo.Classification or fo.Classifications field with the image-level labels")
+    req.add_argument("--out", required=True, help="checkpoint to write (safetensors; metadata in <out>.json)")
     p.add_argument("--backbone", default="efficientnet_lite0",
                    help="efficientnet_lite0 (offline), torchvision:<name> or timm:<name>")
-    p.add_argument("--head", default="linear", choices=["linear", "mlp"])
-    p.add_argument("--finetune-blocks", type=int, default=0,
+    p.add_argument("--head", default="linear", choices=["linear", "mlp"],
+                   help="linear: logistic regression on the features; mlp: one hidden layer")
+    p.add_argument("--finetune-blocks", type=chk.non_negative_int, default=0,
                    help="also fine-tune the last N backbone blocks (slower: full image passes)")
-    p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--fit-size", type=int, default=448, help="square side images are resized to for fitting")
-    p.add_argument("--explain-size", type=int, default=None,
+    p.add_argument("--finetune-epochs", type=chk.positive_int, default=3,
+                   help="epochs of fine-tuning when --finetune-blocks > 0")
+    p.add_argument("--fit-size", type=chk.input_size, default=448, metavar="PX",
+                   help=f"square side images are resized to for fitting, "
+                   f"{chk.MIN_INPUT_SIZE}..{chk.MAX_INPUT_SIZE}")
+    p.add_argument("--explain-size", type=chk.input_size, default=None, metavar="PX",
                    help="input side explainers will use (default: the fit size)")
-    p.add_argument("--holdout", type=float, default=0.2, help="fraction of images held out for the score")
-    p.add_argument("--epochs", type=int, default=None, help="head training epochs (default: per head)")
+    p.add_argument("--holdout", type=chk.holdout, default=0.2,
+                   help="fraction of images held out for the score, in [0, 1)")
+    p.add_argument("--epochs", type=chk.positive_int, default=None,
+                   help="head training epochs (default: per head)")
     p.add_argument("--no-flip", action="store_true", help="do not average features with the mirrored image")
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/ewc_fo/features)")
     p.add_argument("--cam-layers", default=None,
                    help="comma-separated module names to use as CAM layers instead of the automatic ones")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the head's training")
+    p.add_argument("--device", type=chk.device, default="cpu", help="cpu, cuda, cuda:N or mps")
     p.set_defaults(func=run)
 
 
+def check_args(args) -> None:
+    """What can be checked before FiftyOne and torch load."""
+    kind, sep, arch = args.backbone.partition(":")
+    if args.backbone not in chk.BUILTIN_CLASSIFIERS and not (sep and kind in ("torchvision", "timm") and arch):
+        from ..engine.errors import ConfigError
+
+        raise ConfigError(f"unknown backbone {args.backbone!r}: use efficientnet_lite0, "
+                          "torchvision:<name> or timm:<name>")
+    chk.check_file_target(args.out, "--out")
+    if args.cache_dir is not None:
+        chk.check_folder(args.cache_dir, "--cache-dir")
+
+
 def run(args) -> int:
+    check_args(args)
+    view = load_view(args.dataset, args.view)
+    check_label_field(view, args.label_field)
+    chk.check_device(args.device)
+
     from ..fo.fit import fit
 
-    view = load_view(args.dataset, args.view)
     clf = fit(
         view, args.label_field, out=args.out, backbone=args.backbone, head=args.head,
         finetune_blocks=args.finetune_blocks, finetune_epochs=args.finetune_epochs,

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import load_view
+from . import _checks as chk
+from ._common import check_classes, check_label_field, load_view, required_group, view_classes
+
+
+class ListExplainers(argparse.Action):
+    """``--list-explainers`` prints the registry and exits while parsing, so the dataset and
+    ``--label-field`` can stay required (from the source: no torch import)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for name, default in chk.explainer_registry().items():
+            print(f"{name}{'  (default)' if default else ''}")
+        parser.exit(0)
 
 
 def add_parser(sub) -> None:
@@ -12,37 +26,64 @@ def add_parser(sub) -> None:
         "label", help="pseudo-label a dataset: explainer maps, confidence, masks",
         description="Run EWC on a dataset or saved view. Resumes an interrupted run with the same "
         "prefix; a finished run needs --overwrite.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("dataset", nargs="?", help="name of the FiftyOne dataset")
+    req = required_group(p)
+    req.add_argument("dataset", help="name of the FiftyOne dataset")
+    req.add_argument("--label-field", required=True,
+                     help="fo.Classification or fo.Classifications field with the image-level labels")
     p.add_argument("--view", default=None, help="name of a saved view of the dataset to use instead")
-    p.add_argument("--label-field", help="Classification or Classifications field (required)")
     p.add_argument("--prefix", default="ewc", help="prefix of every field the run writes")
     p.add_argument("--classifier", default="efficientnet_lite0",
                    help="efficientnet_lite0, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit`")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a classifier checkpoint that needs unpickling (can run code: trusted files only)")
-    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"])
+    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"],
+                   help="auto: SAM2 when a checkpoint is given or in $EWC_SAM2_CHECKPOINT, else GrabCut")
     p.add_argument("--sam2-checkpoint", default=None,
                    help="SAM2 checkpoint path or Hugging Face id (e.g. facebook/sam2.1-hiera-tiny)")
     p.add_argument("--sam2-config", default=None, help="SAM2 config for a local checkpoint")
     p.add_argument("--explainers", default=None,
                    help="comma-separated explainers (default: the registry's defaults); see --list-explainers")
-    p.add_argument("--list-explainers", action="store_true", help="print available explainers and exit")
-    p.add_argument("--explain-size", type=int, default=None, help="classifier input side for explanations")
-    p.add_argument("--fg-threshold", type=float, default=None)
-    p.add_argument("--bg-threshold", type=float, default=None)
-    p.add_argument("--box-threshold", type=float, default=None)
-    p.add_argument("--temperature", type=float, default=None, help="softmax temperature of the explainer weights")
-    p.add_argument("--mask-weight", type=float, default=None,
-                   help="0..1: how much each explainer votes with the mask its own map prompted")
-    p.add_argument("--class-competition", type=float, default=None,
-                   help="0..1: how much a class's maps give way where another class of the image is stronger")
-    p.add_argument("--batch-size", type=int, default=None, help="images per pass (default 4; a resumed run reuses its own)")
+    p.add_argument("--list-explainers", action=ListExplainers, help="print available explainers and exit")
+    p.add_argument("--explain-size", type=chk.input_size, default=None, metavar="PX",
+                   help=f"classifier input side for explanations, {chk.MIN_INPUT_SIZE}..{chk.MAX_INPUT_SIZE} "
+                   "(default: the classifier's own)")
+    p.add_argument("--fg-threshold", type=chk.unit_float, default=None, metavar="T",
+                   help="fused-map level above which pixels are foreground prompts (default 0.6)")
+    p.add_argument("--bg-threshold", type=chk.unit_float, default=None, metavar="T",
+                   help="fused-map level below which pixels are background prompts (default 0.1)")
+    p.add_argument("--box-threshold", type=chk.unit_float, default=None, metavar="T",
+                   help="fused-map level whose regions give the box prompts (default 0.3)")
+    p.add_argument("--temperature", type=chk.positive_float, default=None,
+                   help="softmax temperature of the explainer weights, > 0 (default 0.1)")
+    p.add_argument("--mask-weight", type=chk.unit_float, default=None,
+                   help="0..1: how much each explainer votes with the mask its own map prompted (default 0.5)")
+    p.add_argument("--class-competition", type=chk.unit_float, default=None,
+                   help="0..1: how much a class's maps give way where another class of the image is "
+                   "stronger (default 0.7)")
+    p.add_argument("--batch-size", type=chk.positive_int, default=None,
+                   help="images per pass, >= 1 (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
-    p.add_argument("--output-dir", default=None, help="where masks, heatmaps and maps are written")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--output-dir", default=None,
+                   help="where masks, heatmaps and maps are written (default: under the FiftyOne dataset dir)")
+    p.add_argument("--device", type=chk.device, default="cpu", help="cpu, cuda, cuda:N or mps")
     p.set_defaults(func=run)
+
+
+def check_args(args) -> None:
+    """Everything that can be checked without FiftyOne or torch, in the order a user reads."""
+    chk.check_prefix(args.prefix)
+    if args.label_field.startswith(f"{args.prefix}_"):
+        from ..engine.errors import ConfigError
+
+        raise ConfigError(f"label field {args.label_field!r} uses the run prefix {args.prefix!r}; "
+                          "pick another --prefix")
+    chk.check_explainers(args.explainers)
+    chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
+    chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
+    if args.output_dir is not None:
+        chk.check_folder(args.output_dir, "--output-dir")
+    args.known_classes = chk.classifier_classes(args.classifier)
 
 
 def build_config(args):
@@ -52,13 +93,12 @@ def build_config(args):
 
     cfg = EWCConfig()
     if args.explainers:
-        cfg = replace(cfg, explainers=tuple(e.strip() for e in args.explainers.split(",") if e.strip()))
-    if args.explain_size:
+        cfg = replace(cfg, explainers=chk.check_explainers(args.explainers))
+    if args.explain_size is not None:
         cfg = replace(cfg, explain_size=args.explain_size)
-    pk = {k: getattr(args, k) for k in ("fg_threshold", "bg_threshold", "box_threshold")
-          if getattr(args, k) is not None}
-    if pk:
-        cfg = replace(cfg, prompts=replace(cfg.prompts, **pk))
+    prompts = chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
+    if prompts is not None:
+        cfg = replace(cfg, prompts=prompts)
     if args.temperature is not None:
         cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
     for name in ("mask_weight", "class_competition"):
@@ -68,22 +108,16 @@ def build_config(args):
 
 
 def run(args) -> int:
-    if args.list_explainers:
-        from ..engine.explainers import list_explainers
+    check_args(args)  # no FiftyOne, no torch yet
+    view = load_view(args.dataset, args.view)
+    kind = check_label_field(view, args.label_field)
+    check_classes(view_classes(view, args.label_field, kind), args.known_classes, args.classifier)
+    chk.check_device(args.device)  # imports torch; nothing is loaded or declared yet
 
-        defaults = set(list_explainers(defaults_only=True))
-        for n in list_explainers():
-            print(f"{n}{'  (default)' if n in defaults else ''}")
-        return 0
-    if not args.dataset or not args.label_field:
-        from ..engine.errors import ConfigError
-
-        raise ConfigError("give a dataset and --label-field (see `ewc-fo label --help`)")
     from ..engine.classifier import load_classifier
     from ..engine.segmenters import SAM2_TINY_CONFIG, create_segmenter
     from ..fo.label import label
 
-    view = load_view(args.dataset, args.view)
     cfg = build_config(args)
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
                            config=args.sam2_config or SAM2_TINY_CONFIG, device=args.device)

@@ -38,6 +38,7 @@ from .classifier import (
 )
 from .errors import ConfigError, ImageLoadError
 from .images import load_image
+from .limits import check_input_size
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 FEATURE_CACHE_VERSION = 1
@@ -260,7 +261,8 @@ def encode_labels(
         raise ConfigError(f"labels not in the class list: {', '.join(unknown[:10])}")
     if len(names) < 2 and not multilabel:
         raise ConfigError(
-            f"only one class ({names[0] if names else 'none'}): a classifier needs at least two"
+            f"only one class ({names[0] if names else 'none'}): a classifier needs at least two; "
+            "label images of another class, or fit on a view (--view) that includes them"
         )
     index = {c: i for i, c in enumerate(names)}
     y = np.zeros((len(rows), len(names)), np.float32)
@@ -271,7 +273,8 @@ def encode_labels(
     if few:
         raise ConfigError(
             "every class needs at least 2 labelled images (one to fit, one to check); "
-            f"too few: {', '.join(few[:10])}"
+            f"too few: {', '.join(few[:10])}. Label more images of those classes, or fit on a "
+            "saved view without them (--view), or drop or merge those classes in the label field"
         )
     if multilabel and (y == y[0]).all():
         raise ConfigError(
@@ -570,6 +573,12 @@ def fit_classifier(
     ``refit`` the frozen-backbone head is then refit on all labels (cheap: cached features).
     """
     t0 = time.perf_counter()
+    for what, v in (("fit_size", fit_size), ("input_size", input_size)):
+        if v is not None or what == "fit_size":  # 0 used to mean "the default": refuse it
+            try:
+                check_input_size(v, what)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
     keep = [i for i, lab in enumerate(labels) if lab is not None]
     if not keep:
         raise ConfigError("no labels: every sample's label is empty")

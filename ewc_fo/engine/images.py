@@ -51,12 +51,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         raise ImageLoadError(f"cannot decode image {p.name}: {e}") from None
-    check_image(arr)
+    check_image(arr, source=str(p))
     return arr
 
 
-def check_image(image: np.ndarray) -> None:
-    """Validate an in-memory image: HxWx3 uint8 of at least ``MIN_SIDE`` pixels a side."""
+def check_image(image: np.ndarray, source: str | None = None) -> None:
+    """Validate an in-memory image: HxWx3 uint8 of at least ``MIN_SIDE`` pixels a side.
+    ``source`` (the file) is named in the error, with the image's own size."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         raise ImageLoadError(f"expected an HxWx3 RGB array, got shape {shape}")
@@ -64,7 +65,8 @@ def check_image(image: np.ndarray) -> None:
         raise ImageLoadError(f"expected uint8 pixels, got {image.dtype}")
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
-        raise ImageLoadError(f"image is {w}x{h}; both sides must be at least {MIN_SIDE} px")
+        name = f" {source}" if source else ""
+        raise ImageLoadError(f"image{name} is {w}x{h} px; both sides must be at least {MIN_SIDE} px")
 
 
 def ensure_rgb(image: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ largest side any bundled backbone was trained near and still fits a CPU run.
 
 from __future__ import annotations
 
+import numbers
+
 #: smallest classifier input side: below it CNN feature maps vanish (stride 32)
 MIN_INPUT_SIZE = 32
 #: largest classifier input side (``--explain-size``, ``--fit-size``, checkpoint ``input_size``)
@@ -15,8 +17,8 @@ MAX_INPUT_SIZE = 2048
 
 def check_input_size(value: object, what: str = "input size") -> int:
     """``value`` as an int in [MIN_INPUT_SIZE, MAX_INPUT_SIZE], else ValueError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{what} must be a whole number of pixels, got {value!r}")
     if not MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE:
         raise ValueError(f"{what} must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} px, got {value}")
-    return value
+    return int(value)

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from .classifier import Classifier, describe
-from .errors import ConfigError, NoLabelError
+from .errors import ConfigError, ImageLoadError, NoLabelError
 from .explainers import Explainer, ExplainOutput, create_explainer, explain, list_explainers
 from .images import MIN_SIDE, check_image
+from .limits import check_input_size
 from .prompts import Prompt, PromptConfig, make_prompt
 from .scoring import (
     ScoreConfig,
@@ -71,8 +72,11 @@ class EWCConfig:
             object.__setattr__(self, "scales", (float(self.scales),))
         if not self.scales or min(self.scales) <= 0:
             raise ConfigError(f"scales must be positive numbers, got {self.scales!r}")
-        if self.explain_size is not None and int(self.explain_size) < 32:
-            raise ConfigError(f"explain_size must be >= 32 (or None), got {self.explain_size}")
+        if self.explain_size is not None:
+            try:
+                check_input_size(self.explain_size, "explain_size")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         for name in ("mask_weight", "class_competition"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -161,6 +165,11 @@ class EWC:
         for im in images:
             check_image(im)
         work = [downscale(im, cfg.max_side) for im in images]
+        for im, wk in zip(images, work):  # name the image's own size, not the working copy's
+            if min(wk.shape[:2]) < MIN_SIDE:
+                raise ImageLoadError(
+                    f"image is {im.shape[1]}x{im.shape[0]} px: too thin to label (scaled to at most "
+                    f"{cfg.max_side} px a side it is {wk.shape[1]}x{wk.shape[0]}, under {MIN_SIDE} px)")
         torch.manual_seed(cfg.seed)
         outs = explain(self.clf, work, idx, self.explainers, size=cfg.explain_size,
                        scales=cfg.scales, flip=cfg.flip)

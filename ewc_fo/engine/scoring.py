@@ -13,6 +13,7 @@ For one image and one class, with maps ``M_k`` (k = 1..K) in [0, 1]:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -37,7 +38,7 @@ class ScoreConfig:
     segmenter_score: bool = True
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
+        if not math.isfinite(self.temperature) or self.temperature <= 0:  # nan zeroed every weight
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if min(self.w_concentration, self.w_agreement, self.w_quality) < 0:
             raise ConfigError("score weights must be >= 0")

@@ -145,6 +145,8 @@ def label(
     """
     t0 = time.perf_counter()
     runs.check_prefix(prefix)
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")  # before anything is declared
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     if len(samples) == 0:
         raise ConfigError("the view is empty: nothing to label")
@@ -207,9 +209,7 @@ def label(
         _declare_fields(dataset, names)
     dataset.mask_targets = {**dataset.mask_targets, names["mask"]: mask_targets}
     dataset.save()
-    batch_size = int(batch_size or (record or {}).get("batch_size") or 4)
-    if batch_size < 1:
-        raise ConfigError("batch_size must be >= 1")
+    batch_size = int(batch_size if batch_size is not None else (record or {}).get("batch_size") or 4)
     record = {
         "batch_size": batch_size,
         "label_field": label_field, "fields": names, "output_dir": out_dir, "status": "running",

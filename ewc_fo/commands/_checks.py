@@ -1,0 +1,279 @@
+"""Checks of command-line values that run before torch, a model or FiftyOne is imported.
+
+Why here: the heavy imports take 15-20 s, and a typo found after them (or, worse, after a
+run has declared its fields) wastes that time and can leave state behind. Each ``argparse``
+type below turns a bad value into argparse's own one-line error; the ``check_*`` functions
+raise :class:`ConfigError`, which ``ewc_fo.cli`` prints as one line. Only the standard
+library, the engine's torch-free modules (errors, limits, checkpoint_meta) and, for
+prompts, OpenCV/numpy are imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import math
+import os
+import re
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from ..engine.errors import ConfigError
+from ..engine.limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+
+DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+BUILTIN_CLASSIFIERS = ("efficientnet_lite0", "efficientnet-lite0")
+
+
+# ---------------------------------------------------------------- argparse types
+
+
+def _int(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+
+
+def _float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
+    return v
+
+
+def positive_int(s: str) -> int:
+    """A whole number >= 1 (0 is not "the default": say nothing for that)."""
+    v = _int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def non_negative_int(s: str) -> int:
+    v = _int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def port(s: str) -> int:
+    v = _int(s)
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {v}")
+    return v
+
+
+def input_size(s: str) -> int:
+    """A classifier input side in [MIN_INPUT_SIZE, MAX_INPUT_SIZE] px (engine/limits.py)."""
+    v = _int(s)
+    if not MIN_INPUT_SIZE <= v <= MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE} px, got {v}")
+    return v
+
+
+def finite_float(s: str) -> float:
+    return _float(s)
+
+
+def positive_float(s: str) -> float:
+    v = _float(s)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+    return v
+
+
+def unit_float(s: str) -> float:
+    """A finite number in [0, 1]."""
+    v = _float(s)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {s}")
+    return v
+
+
+def holdout(s: str) -> float:
+    v = _float(s)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {s}")
+    return v
+
+
+def device(s: str) -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (whether it exists is checked later, with torch)."""
+    if not DEVICE_RE.match(s):
+        raise argparse.ArgumentTypeError(f"{s!r} is not a device: use cpu, cuda, cuda:N or mps")
+    return s
+
+
+# ---------------------------------------------------------------- torch-free checks
+
+
+def check_prefix(prefix: str) -> str:
+    from ..fo.prefix import check_prefix as check
+
+    return check(prefix)
+
+
+@cache
+def explainer_registry() -> dict[str, bool]:
+    """Registered explainer names -> whether default, read from the ``@register_explainer``
+    decorators in ``engine/explainers.py`` without importing it (it imports torch)."""
+    src = Path(importlib.util.find_spec("ewc_fo.engine").origin).parent / "explainers.py"
+    names: dict[str, bool] = {}
+    for node in ast.walk(ast.parse(src.read_text())):
+        for d in getattr(node, "decorator_list", []):
+            if (isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register_explainer"
+                    and d.args and isinstance(d.args[0], ast.Constant)):
+                default = any(k.arg == "default" and getattr(k.value, "value", False) for k in d.keywords)
+                names[str(d.args[0].value)] = bool(default)
+    return names
+
+
+def check_explainers(spec: str | None) -> tuple[str, ...] | None:
+    """The names in a comma-separated ``--explainers``; unknown or repeated names are errors."""
+    if spec is None:
+        return None
+    names = tuple(e.strip() for e in spec.split(",") if e.strip())
+    if not names:
+        raise ConfigError("--explainers is empty; name at least one (see --list-explainers)")
+    known = explainer_registry()
+    for n in names:
+        base = n.partition("@")[0]
+        if base not in known:
+            raise ConfigError(f"unknown explainer {n!r}; available: {', '.join(known)}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"explainer listed twice: {', '.join(dup)}")
+    return names
+
+
+def check_prompts(fg: float | None, bg: float | None, box: float | None):
+    """The prompt thresholds together (their order matters); returns a PromptConfig or None."""
+    pk = {k: v for k, v in (("fg_threshold", fg), ("bg_threshold", bg), ("box_threshold", box))
+          if v is not None}
+    if not pk:
+        return None
+    from ..engine.prompts import PromptConfig  # numpy + OpenCV, no torch
+
+    return PromptConfig(**pk)
+
+
+def _looks_like_path(s: str) -> bool:
+    return s.endswith((".pt", ".pth", ".ckpt", ".safetensors", ".json")) or \
+        s.startswith(("/", ".", "~")) or os.sep in s.replace("/", "", 1) or s.count("/") > 1
+
+
+def check_segmenter(name: str, checkpoint: str | None) -> None:
+    """``--segmenter sam2`` needs a checkpoint; a checkpoint that looks like a path must exist."""
+    ckpt = checkpoint or (os.environ.get("EWC_SAM2_CHECKPOINT") if name in ("auto", "sam2") else None)
+    if name == "sam2" and not ckpt:
+        raise ConfigError("--segmenter sam2 needs --sam2-checkpoint (a local .pt file or a Hugging "
+                          "Face id such as facebook/sam2.1-hiera-tiny) or $EWC_SAM2_CHECKPOINT; "
+                          "or use --segmenter grabcut (offline)")
+    if ckpt and ckpt != "random" and not Path(ckpt).expanduser().exists() and _looks_like_path(ckpt):
+        raise ConfigError(f"SAM2 checkpoint not found: {ckpt}")
+
+
+def _probe_writable(folder: Path) -> bool:
+    """Really create (and remove) a folder: permission bits lie for root and read-only mounts."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ewc-fo-probe-", dir=folder))
+    except OSError:
+        return False
+    return True
+
+
+def check_folder(path: str | os.PathLike, option: str) -> Path:
+    """A folder the command will write into: an existing folder, or one that can be created
+    (nothing is created here). A file, or a place that cannot be written, is an error."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {p} is a file, not a folder")
+    q = p
+    while not q.exists():
+        q = q.parent
+    if not q.is_dir():
+        raise ConfigError(f"{option} {p} cannot be created: {q} is a file")
+    if not _probe_writable(q):
+        raise ConfigError(f"{option} {p} cannot be {'written' if q == p else 'created'}: "
+                          f"no write permission in {q}")
+    return p
+
+
+def check_file_target(path: str | os.PathLike, option: str) -> Path:
+    """A file the command will write: not an existing folder, in a folder that can be made."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{option} {p} is a folder; give a file name")
+    check_folder(p.parent, f"the folder of {option}")
+    return p
+
+
+@cache
+def imagenet_classes() -> tuple[str, ...] | None:
+    """The ImageNet names the built-in classifier uses, from torchvision's metadata file
+    (a list literal: executing it imports nothing), or None if it cannot be found."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.origin:
+        return None
+    meta = Path(spec.origin).parent / "models" / "_meta.py"
+    try:
+        tree = ast.parse(meta.read_text())
+    except (OSError, SyntaxError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_IMAGENET_CATEGORIES":
+            return tuple(ast.literal_eval(node.value))
+    return None
+
+
+def classifier_classes(source: str) -> tuple[str, ...] | None:
+    """Check ``--classifier`` and return its class names when they are known without loading
+    a model (the built-in one, a checkpoint from ``ewc-fo fit``), else None."""
+    if source in BUILTIN_CLASSIFIERS:
+        return imagenet_classes()
+    kind, sep, arch = source.partition(":")
+    if sep and kind in ("torchvision", "timm"):
+        if not arch:
+            raise ConfigError(f"--classifier {source}: name the architecture, e.g. {kind}:resnet50")
+        return None
+    p = Path(source).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"--classifier {p} is a folder; give the checkpoint file written by `ewc-fo fit`")
+    if p.is_file():
+        from ..engine.checkpoint_meta import read_metadata
+
+        meta = read_metadata(p)  # CheckpointError on bad or disagreeing metadata
+        return tuple(meta["class_names"]) if meta else None
+    if _looks_like_path(source):
+        raise ConfigError(f"classifier checkpoint not found: {p}")
+    raise ConfigError(
+        f"unknown classifier {source!r}: use 'efficientnet_lite0', 'torchvision:<name>', "
+        "'timm:<name>' or a checkpoint path written by `ewc-fo fit`"
+    )
+
+
+# ---------------------------------------------------------------- checks that need torch
+
+
+def check_device(dev: str) -> None:
+    """Whether ``dev`` exists on this machine (imports torch: call it after the cheap checks,
+    before any model or data is touched)."""
+    import torch
+
+    if dev.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {dev}: no CUDA GPU is available to torch on this machine; "
+                              "use --device cpu")
+        idx = int(dev.partition(":")[2] or 0)
+        n = torch.cuda.device_count()
+        if idx >= n:
+            raise ConfigError(f"--device {dev}: this machine has {n} CUDA device{'s' * (n != 1)} "
+                              f"(cuda:0{f'..cuda:{n - 1}' if n > 1 else ''})")
+    elif dev == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple's MPS backend is not available here; use --device cpu")
