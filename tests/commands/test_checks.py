@@ -234,3 +234,13 @@ def test_help_shows_required_arguments_every_option_and_one_default(capsys):
 def test_list_explainers_needs_no_dataset_and_no_torch():
     results, _ = _cli_in_fresh_process([["label", "--list-explainers"]])
     assert results == [{"rc": 0, "torch": False, "fiftyone": False}]
+
+
+def test_fit_refusals_say_what_to_do():
+    from ewc_fo.engine.errors import ConfigError
+    from ewc_fo.engine.fitting import encode_labels
+
+    with pytest.raises(ConfigError, match=r"too few: b \(1\)\. Label more images .* \(--view\), or drop"):
+        encode_labels(["a", "a", "b"], None, None)
+    with pytest.raises(ConfigError, match="label images of another class, or fit on a view"):
+        encode_labels(["a", "a"], None, None)
