@@ -202,8 +202,11 @@ def label(
     target_id = {v: k for k, v in mask_targets.items()}
 
     out_dir = os.path.abspath(output_dir or (record or {}).get("output_dir") or default_output_dir(dataset, prefix))
-    for sub in ("masks", "heatmaps", "maps"):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    try:  # a file in the way or no permission: one clear line, before anything is declared
+        for sub in ("masks", "heatmaps", "maps"):
+            os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"output folder {out_dir} cannot be used: {e.strerror or e}") from None
 
     if record is None:
         _declare_fields(dataset, names)

@@ -169,6 +169,20 @@ def test_batch_size_is_checked_before_the_run_declares_anything(saved):
     assert set(saved.get_field_schema()) == before and not saved.list_runs()
 
 
+def test_api_output_dir_that_is_a_file_is_a_clear_error(saved, tmp_path):
+    from ewc_fo.engine.errors import ConfigError
+    from ewc_fo.fo.label import label
+    from ewc_fo.testing import tiny_classifier
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    before = set(saved.get_field_schema())
+    clf = tiny_classifier(2, class_names=["tabby", "espresso"])
+    with pytest.raises(ConfigError, match=f"output folder {afile} cannot be used"):
+        label(saved, "labels", classifier=clf, segmenter="grabcut", output_dir=str(afile))
+    assert set(saved.get_field_schema()) == before and not saved.list_runs()
+
+
 def test_config_rejects_what_the_cli_rejects():
     from ewc_fo.engine.errors import ConfigError
     from ewc_fo.engine.pipeline import EWCConfig

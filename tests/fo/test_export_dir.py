@@ -197,6 +197,8 @@ def test_check_out_dir_changes_nothing(tmp_path):
     f.write_text("")
     with pytest.raises(ConfigError, match="not a folder"):
         check_out_dir(ds, f)
+    with pytest.raises(ConfigError, match="cannot create export folder"):
+        export_coco(ds, f / "sub")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("")
