@@ -1,10 +1,11 @@
 """Mask quality on real data: does confidence-weighted fusion beat every single explainer,
 and does the confidence find the bad masks?
 
-The product path, end to end: import a VOC-style folder (default ``../shared/data/voc_dev``)
-into FiftyOne, fit the classifier from its image-level labels only, label it with
-``ewc_fo.label`` (keeping each explainer's own mask), evaluate with ``ewc_fo.evaluate``, and
-print one table:
+The product path, end to end: import any source ``ewc-fo create`` takes (a VOC folder, a COCO
+folder or instances JSON, class folders, ...; default ``../shared/data/voc_dev``), or clone an
+existing FiftyOne dataset with a ground-truth mask field, fit the classifier from its image-level
+labels only, label it with ``ewc_fo.label`` (keeping each explainer's own mask), evaluate with
+``ewc_fo.evaluate``, and print one table:
 
   rows    = each single explainer (its own map -> same prompts -> same segmenter),
             fused (no segmenter), fused + segmenter
@@ -13,7 +14,9 @@ print one table:
 
 It also writes the table as Markdown and two plots (per-class IoU, confidence vs IoU).
 
-    python benchmarks/quality.py                       # all 300 images, GrabCut
+    python benchmarks/quality.py                       # all 300 voc_dev images, GrabCut
+    python benchmarks/quality.py --data my_coco/       # images/ + annotations/instances_*.json
+    python benchmarks/quality.py --dataset mine --label-field labels --gt-field ground_truth
     python benchmarks/quality.py --limit 40 --segmenter sam2 --sam2-checkpoint sam2.1_hiera_tiny.pt
 """
 
@@ -36,7 +39,15 @@ THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="VOC-style folder")
+    p.add_argument("--data", default=str(DEFAULT_DATA),
+                   help="anything `ewc-fo create` imports: VOC folder, COCO folder or JSON, class folders, ...")
+    p.add_argument("--from", dest="source", default="auto",
+                   help="format of --data (auto, voc, coco, classdirs, folder, csv, cub, hf)")
+    p.add_argument("--images", default=None, help="coco: image folder, if not images/ or data/ next to the JSON")
+    p.add_argument("--dataset", default=None,
+                   help="use this existing FiftyOne dataset instead of --data (cloned, never changed)")
+    p.add_argument("--label-field", default="labels", help="image-level labels (Classification(s))")
+    p.add_argument("--gt-field", default="ground_truth", help="ground-truth fo.Segmentation field")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted ids)")
     p.add_argument("--split", default=None, help="only images tagged with this split (e.g. val)")
     p.add_argument("--segmenter", default="grabcut", choices=["grabcut", "sam2"])
@@ -56,7 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--class-competition", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")
-    p.add_argument("--name", default="ewc-bench-voc", help="FiftyOne dataset name (recreated)")
+    p.add_argument("--name", default="ewc-bench-quality", help="FiftyOne dataset name (recreated)")
     p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
 
@@ -99,10 +110,11 @@ def resize_linear(a: np.ndarray, shape) -> np.ndarray:
     return np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in a])
 
 
-def ablations(view, gt_names: list[str], prefix: str = "ewc"):
-    """Confusion matrices for every row from the stored maps and explainer masks."""
-    from PIL import Image
+def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc"):
+    """Confusion matrices for every row from the stored maps and explainer masks.
 
+    ``gt_names[i]`` names ground-truth id ``i`` (ids need not be contiguous: COCO's are not);
+    a classifier class with no ground-truth id counts as wrong wherever it is predicted."""
     from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.pipeline import merge
 
@@ -110,11 +122,13 @@ def ablations(view, gt_names: list[str], prefix: str = "ewc"):
     gt_id = {n: i for i, n in enumerate(gt_names)}
     alone: dict[str, dict[float, ConfusionMatrix]] = {}
     seg: dict[str, ConfusionMatrix] = {}
-    for s in view.select_fields(["ground_truth", f"{prefix}_maps_path"]).exists(f"{prefix}_maps_path"):
-        gt = np.asarray(Image.open(s.ground_truth.mask_path))
+    for s in view.select_fields([gt_field, f"{prefix}_maps_path"]).exists(f"{prefix}_maps_path"):
+        if s[gt_field] is None or (gt := s[gt_field].get_mask()) is None:
+            continue
+        gt = np.asarray(gt)
         z = np.load(s[f"{prefix}_maps_path"])
         names = [str(n) for n in z["names"]]
-        ids = np.array([gt_id[str(c)] for c in z["classes"]])
+        ids = np.array([gt_id.get(str(c), C) for c in z["classes"]])
         maps = z["maps"].astype(np.float32) / 255
         rows = {n: maps[k] for k, n in enumerate(names)}
         rows["fused"] = z["fused"].astype(np.float32) / 255
@@ -138,47 +152,47 @@ def main(argv=None) -> int:
 
     import ewc_fo
     from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.fitting import fit_classifier
+    from ewc_fo.engine.errors import ConfigError
     from ewc_fo.engine.metrics import auroc_bad, spearman
     from ewc_fo.engine.segmenters import create_segmenter
-    from ewc_fo.fo.recipes import import_voc
+    from ewc_fo.fo.fit import fit
 
-    data = Path(args.data)
-    if not (data / "JPEGImages").is_dir():
-        print(f"no VOC-style data at {data}", file=sys.stderr)
+    try:
+        ds, source = load_data(args)
+    except ConfigError as e:
+        print(f"quality: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = import_voc(args.name, data, overwrite=True)
     view = ds.match_tags(args.split) if args.split else ds
     view = view.sort_by("filepath")
     if args.limit:
         view = view.limit(args.limit)
-    print(f"{len(view)} images from {data}")
+    print(f"{len(view)} images from {source}")
 
     t0 = time.perf_counter()
     if args.classifier:
         clf = load_classifier(args.classifier)
     else:
-        labels = [[c.label for c in s.labels.classifications] for s in ds.select_fields("labels")]
-        paths = ds.values("filepath")
-        clf = fit_classifier(paths, labels, fit_size=args.fit_size, input_size=args.explain_size)
+        clf = fit(ds, args.label_field, fit_size=args.fit_size, input_size=args.explain_size)
     fit_s = time.perf_counter() - t0
     print(f"classifier fitted from image-level labels of {len(ds)} images in {fit_s:.0f}s: "
-          f"held-out {clf.meta.get('metric', '?')} {clf.meta.get('heldout_score', float('nan')):.3f}")
+          f"held-out {clf.meta.get('metric', '?')} {clf.meta.get('heldout_score', float('nan')):.3f}"
+          + (f" (not scored: {', '.join(clf.meta['not_scored'])})" if clf.meta.get("not_scored") else ""))
 
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint)
     cfg = build_config(args)
     t1 = time.perf_counter()
-    summary = ewc_fo.label(view, "labels", classifier=clf, segmenter=seg, config=cfg,
+    summary = ewc_fo.label(view, args.label_field, classifier=clf, segmenter=seg, config=cfg,
                            batch_size=args.batch_size, overwrite=True, write_every=16)
     label_s = time.perf_counter() - t1
     n = max(1, summary.succeeded)
     print(summary)
 
-    report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field="ground_truth")
-    gt_names = [ds.mask_targets["ground_truth"][i] for i in sorted(ds.mask_targets["ground_truth"])]
-    alone, segcm = ablations(view, gt_names)
+    report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field=args.gt_field)
+    targets = {int(k): str(v) for k, v in ds.mask_targets[args.gt_field].items() if int(k) != 255}
+    gt_names = [targets.get(i, "background" if i == 0 else str(i)) for i in range(max(targets) + 1)]
+    alone, segcm = ablations(view, args.gt_field, gt_names)
 
     conf = np.array(view.values("ewc_confidence"), dtype=float)
     agree = np.array(view.values("ewc_agreement"), dtype=float)
@@ -208,13 +222,13 @@ def main(argv=None) -> int:
         "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
     }
     md = "\n".join([
-        f"# Quality on {data.name} ({len(view)} images, {seg.name})", "",
+        f"# Quality on {Path(source).name or source} ({len(view)} images, {seg.name})", "",
         *table, "",
         f"fused + {seg.name} minus best single explainer + {seg.name}: "
         f"{100 * (report.miou - best_single):+.1f} points; pixel accuracy {100 * report.pixel_accuracy:.1f}%",
         "", "Per-class IoU (fused + segmenter):", "",
         "| class | IoU |", "|---|---|",
-        *[f"| {k} | {100 * v:.1f}% |" for k, v in report.per_class_iou.items()],
+        *[f"| {k} | {100 * v:.1f}% |" for k, v in report.per_class_iou.items() if v == v],
         "", "Settings:", "", "```json", json.dumps(settings, indent=1, default=str), "```", "",
     ])
     print()
@@ -223,6 +237,36 @@ def main(argv=None) -> int:
     if not args.no_plots:
         plots(report, conf, iou, out)
     return 0
+
+
+def load_data(args):
+    """(dataset to label, what it came from): ``--data`` imported as ``ewc-fo create`` would, or
+    ``--dataset`` cloned, so the benchmark's fields never land on the user's own dataset."""
+    import fiftyone as fo
+
+    from ewc_fo.engine.errors import ConfigError
+    from ewc_fo.fo.recipes import import_source
+
+    if args.dataset:
+        if args.dataset == args.name:
+            raise ConfigError(f"--name {args.name!r} would replace --dataset itself: pick another --name")
+        if not fo.dataset_exists(args.dataset):
+            raise ConfigError(f"no FiftyOne dataset named {args.dataset!r}")
+        if fo.dataset_exists(args.name):
+            fo.delete_dataset(args.name)
+        ds, source = fo.load_dataset(args.dataset).clone(args.name), args.dataset
+    else:
+        ds = import_source(args.source, args.name, args.data, label_field=args.label_field,
+                           overwrite=True, images_dir=args.images)
+        source = str(args.data)
+    if args.gt_field not in ds.get_field_schema() or not ds.mask_targets.get(args.gt_field):
+        kind = ds.info.get("ewc_import", {}).get("kind", "this dataset")
+        raise ConfigError(
+            f"no ground-truth masks: {kind} has no fo.Segmentation field {args.gt_field!r} with "
+            "mask_targets (class folders and CSVs carry labels only); import masks into a field "
+            "and pass --dataset NAME --gt-field FIELD"
+        )
+    return ds, source
 
 
 def plots(report, conf, iou, out: Path) -> None:

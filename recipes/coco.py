@@ -18,7 +18,7 @@ from _pipeline import add_common_args, cli, finish
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("labels", help="COCO instances JSON")
+    p.add_argument("labels", help="COCO instances JSON, or a folder with one (images/ + annotations/)")
     p.add_argument("--images", default=None, help="image folder (default data/ or images/ next to the JSON)")
     args = p.parse_args(argv)
     from ewc_fo.fo.recipes import import_coco

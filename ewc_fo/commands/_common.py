@@ -81,3 +81,67 @@ def check_classes(present: list[str], known: tuple[str, ...] | None, classifier:
         print(f"warning: {len(unknown)} of {len(present)} classes are unknown to classifier {classifier!r} "
               f"({', '.join(unknown[:6])}{'...' if len(unknown) > 6 else ''}); their samples will be "
               "marked unknown_class", file=sys.stderr)
+
+
+def add_selection_args(p: argparse.ArgumentParser, classes: bool = True) -> None:
+    """``--tags``, ``--with-classes``, ``--limit`` and ``--save-view``: pick a subset without
+    making a saved view first (and optionally save it as one)."""
+    g = p.add_argument_group("selection (applied to the dataset or --view)")
+    g.add_argument("--tags", default=None, metavar="T1,T2",
+                   help="only samples with any of these comma-separated tags")
+    if classes:
+        g.add_argument("--with-classes", default=None, metavar="C1,C2",
+                       help="only samples whose --label-field has any of these comma-separated classes")
+    g.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N samples (after the other filters)")
+    g.add_argument("--save-view", default=None, metavar="NAME",
+                   help="also save the selection as a saved view (App, plugin, or --view NAME later)")
+
+
+def _names(text: str | None, what: str) -> list[str]:
+    names = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if text is not None and not names:
+        raise ConfigError(f"{what} is empty: give comma-separated names")
+    return names
+
+
+def select_view(view, args, label_field: str | None = None):
+    """Apply the selection options of :func:`add_selection_args` to ``view``.
+
+    Uses FiftyOne's own stages (``match_tags``, ``match_labels``, ``limit``), so the result
+    is an ordinary view that can be saved. An empty selection is an error, not a no-op run.
+    """
+    from fiftyone import ViewField as F
+
+    tags = _names(getattr(args, "tags", None), "--tags")
+    classes = _names(getattr(args, "with_classes", None), "--with-classes")
+    limit = getattr(args, "limit", None)
+    save = getattr(args, "save_view", None)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+    if tags:
+        view = view.match_tags(tags)
+    if classes:
+        if not label_field:
+            raise ConfigError("--with-classes needs --label-field (the field whose classes to match)")
+        if label_field not in view.get_field_schema():
+            raise ConfigError(f"no field {label_field!r} to match --with-classes against")
+        view = view.match_labels(filter=F("label").is_in(classes), fields=label_field)
+    if limit is not None:
+        view = view.limit(limit)
+    if (tags or classes or limit is not None) and len(view) == 0:
+        raise ConfigError("the selection (--tags/--with-classes/--limit) matches no samples")
+    if save:
+        ds, view = view._dataset, view.view()
+
+        def stages(v):
+            return v._serialize(include_uuids=False)
+
+        if ds.has_saved_view(save):
+            if stages(ds.load_saved_view(save)) != stages(view):
+                raise ConfigError(f"dataset {ds.name!r} already has a different saved view {save!r}; "
+                                  "pick another --save-view name")
+        else:
+            ds.save_view(save, view)
+            print(f"saved view {save!r} ({len(view)} samples): use --view {save}")
+    return view

@@ -6,11 +6,12 @@ from . import _checks as chk
 from ._common import required_group
 
 SOURCES = {
+    "auto": "tell the format from the path's layout",
     "folder": "folder of images (recursive) + optional labels.json {image: label | [labels]}",
     "classdirs": "ImageNet style ROOT/<class>/*.jpg, or ROOT/<split>/<class>/*.jpg",
     "csv": "CSV of filepath,label(s); several labels separated by ; or |",
     "voc": "VOC-style folder: JPEGImages/, SegmentationClass/, ImageSets/Segmentation/",
-    "coco": "COCO instances JSON (images in --images, default data/ or images/ next to it)",
+    "coco": "COCO instances JSON, or a folder with one (images in data/ or images/ next to it)",
     "hf": "Hugging Face dataset: hub name, save_to_disk folder, parquet file(s) or data folder",
     "cub": "CUB-200-2011 folder (images/, images.txt, classes.txt, ...; segmentations/ if present)",
 }
@@ -45,26 +46,18 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.media_dir is not None:
         chk.check_folder(args.media_dir, "--media-dir")
-    from ..fo import recipes as r
+    from ..fo.recipes import detect_source, import_source
 
-    common = dict(label_field=args.label_field, overwrite=args.overwrite, max_samples=args.max_samples)
-    src = args.source
-    if src == "folder":
-        ds = r.import_folder(args.name, args.path, labels_json=args.labels_json, **common)
-    elif src == "classdirs":
-        ds = r.import_classdirs(args.name, args.path, **common)
-    elif src == "csv":
-        ds = r.import_csv(args.name, args.path, root=args.root, **common)
-    elif src == "voc":
-        ds = r.import_voc(args.name, args.path, media_dir=args.media_dir, **common)
-    elif src == "coco":
-        ds = r.import_coco(args.name, args.path, images_dir=args.images, media_dir=args.media_dir, **common)
-    elif src == "hf":
-        ds = r.import_hf(args.name, args.path, split=args.split, image_key=args.image_key,
-                         label_key=args.label_key, media_dir=args.media_dir, **common)
-    else:
-        ds = r.import_cub(args.name, args.path, segmentations_dir=args.segmentations,
-                          media_dir=args.media_dir, **common)
+    kind = detect_source(args.path) if args.source == "auto" else args.source
+    options = {  # unset ones are dropped; one set for another format is refused by name
+        "images_dir": args.images, "labels_json": args.labels_json, "root": args.root,
+        "image_key": args.image_key, "label_key": args.label_key, "segmentations_dir": args.segmentations,
+        "split": args.split if kind == "hf" else None,  # has a default: hf's only
+    }
+    ds = import_source(
+        kind, args.name, args.path, label_field=args.label_field, overwrite=args.overwrite,
+        max_samples=args.max_samples, media_dir=args.media_dir, **options,
+    )
     print(describe(ds, args.label_field))
     return 0
 

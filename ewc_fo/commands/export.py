@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _checks as chk
-from ._common import add_dataset_args, load_view, required_group
+from ._common import add_dataset_args, add_selection_args, load_view, required_group, select_view
 
 
 def add_parser(sub) -> None:
@@ -24,15 +24,23 @@ def add_parser(sub) -> None:
     p.add_argument("--include-rejected", action="store_true", help="keep samples tagged ewc:reject")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a previous export in --out (only the files its manifest lists)")
+    p.add_argument("--classes", default=None, metavar="SOURCE",
+                   help="class ids to write: 'voc' (the 21 standard VOC ids), a file (one name per line, "
+                        "background first; or JSON list / {id: name}), or a field of the dataset's "
+                        "mask_targets (e.g. ground_truth). Default: VOC's ids when the run's classes are "
+                        "VOC's (--format voc), else the run's own")
     coco = p.add_argument_group("COCO")
     coco.add_argument("--polygons", action="store_true", help="polygons instead of RLE (lossy: holes are filled)")
     coco.add_argument("--no-copy-images", action="store_true", help="reference images by absolute path")
+    coco.add_argument("--overlapping-masks", action="store_true",
+                      help="keep instances' overlaps (default: each pixel of an image belongs to one instance)")
     voc = p.add_argument_group("VOC")
     voc.add_argument("--uncertain-band", type=chk.non_negative_int, default=0, metavar="N",
                      help="mark an N-px band around mask boundaries as 255 (ignored by trainers)")
     voc.add_argument("--min-confidence", type=chk.unit_float, default=None,
                      help="mark images, classes and instances below this confidence as 255")
     voc.add_argument("--split", default="train", help="name of the ImageSets/Segmentation list")
+    add_selection_args(p, classes=False)
     p.set_defaults(func=run)
 
 
@@ -42,21 +50,22 @@ def run(args) -> int:
     chk.check_prefix(args.prefix)
     if args.fmt == "coco" and (args.uncertain_band or args.min_confidence is not None):
         raise ConfigError("--uncertain-band and --min-confidence apply to --format voc only")
-    if args.fmt == "voc" and (args.polygons or args.no_copy_images):
-        raise ConfigError("--polygons and --no-copy-images apply to --format coco only")
+    if args.fmt == "voc" and (args.polygons or args.no_copy_images or args.overlapping_masks):
+        raise ConfigError("--polygons, --no-copy-images and --overlapping-masks apply to --format coco only")
     chk.check_folder(args.out, "--out")
     from ..fo.export import export_coco, export_voc  # they refuse an unsafe --out before writing
 
-    view = load_view(args.dataset, args.view)
+    view = select_view(load_view(args.dataset, args.view), args)
     common = dict(
         prefix=args.prefix,
+        classes=args.classes,
         skip_rejected=not args.include_rejected,
         reviewed_only=args.reviewed_only,
         overwrite=args.overwrite,
     )
     if args.fmt == "coco":
-        res = export_coco(view, args.out, polygons=args.polygons,
-                          copy_images=not args.no_copy_images, **common)
+        res = export_coco(view, args.out, polygons=args.polygons, copy_images=not args.no_copy_images,
+                          overlapping=args.overlapping_masks, **common)
     else:
         res = export_voc(view, args.out, uncertain_band=args.uncertain_band,
                          min_confidence=args.min_confidence, split=args.split, **common)

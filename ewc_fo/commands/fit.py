@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from . import _checks as chk
-from ._common import add_dataset_args, check_label_field, load_view, required_group
+from ._common import (
+    add_dataset_args,
+    add_selection_args,
+    check_label_field,
+    load_view,
+    required_group,
+    select_view,
+)
 
 
 def add_parser(sub) -> None:
@@ -42,6 +49,7 @@ def add_parser(sub) -> None:
                    help="comma-separated module names to use as CAM layers instead of the automatic ones")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the head's training")
     p.add_argument("--device", type=chk.device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    add_selection_args(p)
     p.set_defaults(func=run)
 
 
@@ -62,18 +70,24 @@ def run(args) -> int:
     check_args(args)
     view = load_view(args.dataset, args.view)
     check_label_field(view, args.label_field)
+    view = select_view(view, args, args.label_field)
     chk.check_device(args.device)
 
+    import warnings
+
+    from ..engine.fit_data import RareClassWarning
     from ..fo.fit import fit
 
-    clf = fit(
-        view, args.label_field, out=args.out, backbone=args.backbone, head=args.head,
-        finetune_blocks=args.finetune_blocks, finetune_epochs=args.finetune_epochs,
-        fit_size=args.fit_size, input_size=args.explain_size, holdout=args.holdout,
-        epochs=args.epochs, flip=not args.no_flip, cache_dir=args.cache_dir, seed=args.seed,
-        cam_layer_paths=[s.strip() for s in args.cam_layers.split(",")] if args.cam_layers else None,
-        device=args.device, verbose=True,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RareClassWarning)  # said once, below, in the summary
+        clf = fit(
+            view, args.label_field, out=args.out, backbone=args.backbone, head=args.head,
+            finetune_blocks=args.finetune_blocks, finetune_epochs=args.finetune_epochs,
+            fit_size=args.fit_size, input_size=args.explain_size, holdout=args.holdout,
+            epochs=args.epochs, flip=not args.no_flip, cache_dir=args.cache_dir, seed=args.seed,
+            cam_layer_paths=[s.strip() for s in args.cam_layers.split(",")] if args.cam_layers else None,
+            device=args.device, verbose=True,
+        )
     m = clf.meta
     kind = "multi-label" if clf.multilabel else "single-label"
     print(f"fitted {len(clf.class_names)} classes ({kind}) on {m['n_images']} images, "
@@ -82,6 +96,11 @@ def run(args) -> int:
           f"({m['feature_time_s']} s); fit {m['fit_time_s']} s")
     if "heldout_score" in m:
         print(f"held-out {m['metric']}: {m['heldout_score']:.3f} on {m['n_heldout']} images")
+    rare = [f"{c} ({n})" for c, n in m.get("images_per_class", {}).items() if n < 2]
+    if rare:
+        print(f"warning: fitted but never held out (a single image each): {', '.join(rare)}")
+    if m.get("not_scored"):
+        print(f"not in the held-out score (no held-out image): {', '.join(m['not_scored'])}")
     print(f"saved {args.out} (+ {args.out}.json); use it with "
           f"`ewc-fo label {args.dataset} --label-field {args.label_field} --classifier {args.out}`")
     return 0

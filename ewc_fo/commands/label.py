@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from . import _checks as chk
-from ._common import check_classes, check_label_field, load_view, required_group, view_classes
+from ._common import (
+    add_selection_args,
+    check_classes,
+    check_label_field,
+    load_view,
+    required_group,
+    select_view,
+    view_classes,
+)
 
 
 class ListExplainers(argparse.Action):
@@ -67,6 +75,7 @@ def add_parser(sub) -> None:
     p.add_argument("--output-dir", default=None,
                    help="where masks, heatmaps and maps are written (default: under the FiftyOne dataset dir)")
     p.add_argument("--device", type=chk.device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    add_selection_args(p)
     p.set_defaults(func=run)
 
 
@@ -111,6 +120,7 @@ def run(args) -> int:
     check_args(args)  # no FiftyOne, no torch yet
     view = load_view(args.dataset, args.view)
     kind = check_label_field(view, args.label_field)
+    view = select_view(view, args, args.label_field)
     check_classes(view_classes(view, args.label_field, kind), args.known_classes, args.classifier)
     chk.check_device(args.device)  # imports torch; nothing is loaded or declared yet
 

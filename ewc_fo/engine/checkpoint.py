@@ -68,7 +68,7 @@ def checkpoint_metadata(clf: Classifier) -> dict:
         "backbone", "pretrained", "head", "hidden", "num_features", "finetune_blocks",
         "trainable_prefixes", "fit_size", "flip", "seed", "cam_layers", "metric",
         "heldout_score", "metrics", "n_images", "n_train", "n_heldout", "head_params",
-        "dataset", "label_field",
+        "dataset", "label_field", "not_scored", "images_per_class",
     )
     meta = {k: m[k] for k in keep if k in m}
     meta.update(
@@ -82,6 +82,12 @@ def checkpoint_metadata(clf: Classifier) -> dict:
         input_size=int(clf.input_size),
     )
     return meta
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_checkpoint(clf: Classifier, path: str | os.PathLike, *, full: bool = False) -> Path:
@@ -107,6 +113,7 @@ def save_checkpoint(clf: Classifier, path: str | os.PathLike, *, full: bool = Fa
     text = json.dumps(meta, indent=1, sort_keys=True)
     tmp = p.with_name(p.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"ewc_fo": text})
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600; a model is shared like any file
     os.replace(tmp, p)
     sidecar(p).write_text(text)
     clf.meta["checkpoint"] = str(p)

@@ -31,7 +31,9 @@ from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
 
 from ..engine.errors import ConfigError
+from .classes import is_voc, output_classes
 from .export_dir import MANIFEST, check_out_dir, prepare_out_dir  # noqa: F401 - re-exported
+from .overlaps import exclusive_instances
 from .runs import check_prefix
 from .views import REJECT_TAG, REVIEWED_TAG
 
@@ -308,6 +310,8 @@ def export_coco(
     *,
     copy_images: bool = True,
     polygons: bool = False,
+    overlapping: bool = False,
+    classes: str | dict | None = None,
     skip_rejected: bool = True,
     reviewed_only: bool = False,
     overwrite: bool = False,
@@ -316,17 +320,21 @@ def export_coco(
     """Write ``out_dir/labels.json`` (COCO instances, compressed RLE) and ``out_dir/data/``.
 
     ``file_name`` is relative to ``data/`` when images are copied, else the absolute source
-    path. Category ids are the run's mask-target ids, so two exports of one run agree.
+    path. Category ids are the run's mask-target ids, so two exports of one run agree, or
+    those of ``classes`` (``"voc"``, a file, a ``mask_targets`` field; see
+    :func:`output_classes`). Instances of one image are made disjoint (one instance per
+    pixel, see :func:`exclusive_instances`) unless ``overlapping``.
     Readable back with ``fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset,
     data_path=out/data, labels_path=out/labels.json, label_types=["segmentations"])``.
     """
     view = review_filter(samples, skip_rejected=skip_rejected, reviewed_only=reviewed_only)
     run = _RunFields(view, prefix)
+    table, to_out = output_classes(run.id_to_name, classes, view._dataset.mask_targets, voc_default=False)
     out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=COCO_FIXED)
     root = out.root
     if copy_images:
         out.folder(COCO_IMAGES)
-    res = ExportResult("coco", str(root), classes=list(run.id_to_name.values()))
+    res = ExportResult("coco", str(root), classes=list(table.values()))
     res.labels_path = str(out.file(COCO_LABELS))
     used: set[str] = out.taken(COCO_IMAGES)
     tmp_imgs = open(out.file(COCO_TMP[0]), "w")  # noqa: SIM115 - closed by the with below
@@ -349,13 +357,16 @@ def export_coco(
                 image_id = res.num_images
                 entry = {"id": image_id, "file_name": file_name, "width": w, "height": h}
                 tmp_imgs.write(("," if image_id > 1 else "") + json.dumps(entry))
-                for cid, m, conf in run.objects(sample, w, h, label_map, res.skipped):
+                objs = list(run.objects(sample, w, h, label_map, res.skipped))
+                if not overlapping:
+                    objs = exclusive_instances(objs, label_map, res.skipped)
+                for cid, m, conf in objs:
                     seg, area, bbox = _coco_segmentation(m, polygons)
                     res.num_instances += 1
                     ann = {
                         "id": res.num_instances,
                         "image_id": image_id,
-                        "category_id": cid,
+                        "category_id": to_out[cid],
                         "segmentation": seg,
                         "area": area,
                         "bbox": bbox,
@@ -364,7 +375,7 @@ def export_coco(
                     if conf is not None:
                         ann["score"] = float(conf)
                     tmp_anns.write(("," if res.num_instances > 1 else "") + json.dumps(ann))
-        cats = [{"id": k, "name": v, "supercategory": "object"} for k, v in run.id_to_name.items()]
+        cats = [{"id": k, "name": v, "supercategory": "object"} for k, v in table.items()]
         info = {
             "description": f"ewc-fo export of run {prefix!r}",
             "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -403,6 +414,7 @@ def export_voc(
     uncertain_band: int = 0,
     min_confidence: float | None = None,
     split: str = "train",
+    classes: str | dict | None = None,
     skip_rejected: bool = True,
     reviewed_only: bool = False,
     overwrite: bool = False,
@@ -416,11 +428,21 @@ def export_voc(
     ``uncertain_band=N`` voids an N-px band on each side of every class/object boundary;
     ``min_confidence=t`` voids instances whose confidence < t, classes whose
     ``P_class_confidence`` < t, and whole images whose ``P_confidence`` < t.
+
+    Class ids: those of ``classes`` (``"voc"``, a file, a ``mask_targets`` field; see
+    :func:`output_classes`); by default VOC's 21 standard ids when every class of the run is
+    a VOC class, else background then the run's classes in id order.
     """
     if uncertain_band < 0:
         raise ConfigError("uncertain_band must be >= 0")
     view = review_filter(samples, skip_rejected=skip_rejected, reviewed_only=reviewed_only)
     run = _RunFields(view, prefix)
+    if classes is None and not is_voc(run.id_to_name.values()):
+        # compact class list: index 0 background, then the run's classes in id order
+        classes = dict(enumerate(run.id_to_name.values(), 1))
+    table, to_out = output_classes(run.id_to_name, classes, view._dataset.mask_targets, voc_default=True)
+    if max(table, default=0) >= VOID:
+        raise ConfigError(f"class id {max(table)} does not fit a uint8 VOC mask (ids 1..254)")
     split_file = safe_name(split, "train") + ".txt"
     fixed = (*VOC_CLASS_FILES, f"ImageSets/Segmentation/{split_file}")
     out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=fixed)
@@ -429,15 +451,14 @@ def export_voc(
         out.folder(d)
     out.folder("ImageSets", "Segmentation")
 
-    # compact class list: index 0 background, then the run's classes in id order
-    classes = ["background"] + list(run.id_to_name.values())
-    if len(classes) > VOID:
-        raise ConfigError(f"{len(classes)} classes do not fit a uint8 VOC mask (max 255)")
     lut = np.full(256, VOID, dtype=np.uint8)
     lut[0] = 0
-    for idx, cid in enumerate(run.id_to_name, 1):
-        lut[cid] = idx
-    res = ExportResult("voc", str(root), classes=classes[1:])
+    for cid, out_id in to_out.items():
+        lut[cid] = out_id
+    names = ["background"] + [f"unused_{i}" for i in range(1, max(table, default=0) + 1)]
+    for k, v in table.items():
+        names[k] = v
+    res = ExportResult("voc", str(root), classes=names[1:])
     used = {Path(n).stem for d in VOC_DIRS[:3] for n in out.taken(d)}  # never a foreign file's name
     with open(out.file("ImageSets", "Segmentation", split_file), "w") as ids_file:
         for sample in _iterate(view, run, "VOC export", progress):
@@ -494,7 +515,7 @@ def export_voc(
             _save_palette_png(obj_map, out.file("SegmentationObject", stem + ".png"))
             ids_file.write(stem + "\n")
             res.num_images += 1
-    text = "".join(c.replace("\n", " ").replace("\r", " ") + "\n" for c in classes)
+    text = "".join(c.replace("\n", " ").replace("\r", " ") + "\n" for c in names)
     for name in VOC_CLASS_FILES:
         out.file(name).write_text(text)
     res.labels_path = str(root / "class_names.txt")

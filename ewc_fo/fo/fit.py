@@ -59,7 +59,8 @@ def fit(
 
     ``kwargs`` go to :func:`~ewc_fo.engine.fitting.fit_classifier` (``head``,
     ``finetune_blocks``, ``fit_size``, ``input_size``, ``holdout``, ``cache_dir``, ...).
-    The held-out score is in ``clf.meta["heldout_score"]`` and the checkpoint's JSON.
+    The held-out score is in ``clf.meta["heldout_score"]`` and the checkpoint's JSON; classes
+    it does not cover (a single image: fitted, never held out) are in ``clf.meta["not_scored"]``.
     """
     paths, labels, multilabel = read_labels(samples, label_field)
     clf = fit_classifier(paths, labels, backbone=backbone, multilabel=multilabel, **kwargs)

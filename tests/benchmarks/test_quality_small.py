@@ -1,4 +1,5 @@
-"""The quality benchmark runs end to end in a small mode on a generated VOC-style folder."""
+"""The quality benchmark runs end to end in a small mode on generated VOC-style and
+COCO-style folders."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +46,76 @@ def _voc_folder(root: Path, n: int = 8) -> Path:
     return root
 
 
-def test_quality_benchmark_small(tmp_path, capsys):
+def _coco_folder(root: Path, n: int = 8) -> Path:
+    """The same discs and squares as COCO: images/ + annotations/instances_val.json, with
+    non-contiguous category ids and one class (a bar) on a single image: a long tail."""
+    from pycocotools import mask as mask_utils
+
+    voc = _voc_folder(root / "_voc", n)
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    cat_of = {1: 3, 2: 7}
+    images, anns = [], []
+    for k, jpg in enumerate(sorted((voc / "JPEGImages").glob("*.jpg")), 1):
+        img = np.asarray(Image.open(jpg)).copy()
+        mask = np.asarray(Image.open(voc / "SegmentationClass" / f"{jpg.stem}.png"))
+        objs = [(cat_of[int(c)], mask == c) for c in (1, 2) if (mask == c).any()]
+        if k == 1:  # a bar seen once
+            bar = np.zeros(mask.shape, bool)
+            bar[80:90, 5:60] = True
+            img[bar] = (240, 240, 40)
+            objs.append((11, bar))
+        Image.fromarray(img).save(root / "images" / jpg.name, quality=95)
+        images.append({"id": k, "file_name": jpg.name, "width": 128, "height": 96})
+        for cid, m in objs:
+            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            anns.append({"id": len(anns) + 1, "image_id": k, "category_id": cid, "iscrowd": 0,
+                         "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                         "area": int(m.sum()), "bbox": [float(v) for v in mask_utils.toBbox(rle)]})
+    cats = [{"id": 3, "name": "disc"}, {"id": 7, "name": "square"}, {"id": 11, "name": "bar"}]
+    doc = {"images": images, "annotations": anns, "categories": cats}
+    (root / "annotations" / "instances_val.json").write_text(json.dumps(doc))
+    return root
+
+
+def _bench():
     spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "benchmarks" / "quality.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_quality_benchmark_small_on_a_coco_folder(tmp_path, capsys):
+    bench = _bench()
+    data = _coco_folder(tmp_path / "coco")
+    out = tmp_path / "out"
+    from ewc_fo.engine.fit_data import RareClassWarning
+
+    with pytest.warns(RareClassWarning, match=r"bar \(1\)"):
+        rc = bench.main(["--data", str(data), "--fit-size", "96", "--explain-size", "128", "--no-plots",
+                         "--out", str(out), "--name", "bench-small-coco", "--batch-size", "4",
+                         "--explainers", "gradcam,layercam"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "not scored: bar" in printed  # the single-image class is fitted, not scored
+    md = (out / "quality.md").read_text()
+    assert "| fused |" in md and "| gradcam |" in md and "| disc |" in md and "| square |" in md
+    fused = next(line for line in md.splitlines() if line.startswith("| fused |"))
+    assert 0.0 <= float(fused.split("|")[3].strip().rstrip("%")) <= 100.0
+    # class folders carry no masks: a clear refusal, not a crash
+    (tmp_path / "cls" / "disc").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "cls" / "disc" / "a.png")
+    assert bench.main(["--data", str(tmp_path / "cls"), "--name", "bench-small-cls", "--out", str(out)]) == 2
+    assert "no ground-truth masks" in capsys.readouterr().err
+    import fiftyone as fo
+
+    for n in ("bench-small-coco", "bench-small-cls"):
+        if fo.dataset_exists(n):
+            fo.delete_dataset(n)
+
+
+def test_quality_benchmark_small(tmp_path, capsys):
+    bench = _bench()
     data = _voc_folder(tmp_path / "voc")
     out = tmp_path / "out"
     rc = bench.main(["--data", str(data), "--fit-size", "96", "--explain-size", "128",

@@ -254,7 +254,11 @@ def test_fit_refusals_say_what_to_do():
     from ewc_fo.engine.errors import ConfigError
     from ewc_fo.engine.fitting import encode_labels
 
-    with pytest.raises(ConfigError, match=r"too few: b \(1\)\. Label more images .* \(--view\), or drop"):
+    from ewc_fo.engine.fit_data import RareClassWarning
+
+    with pytest.warns(RareClassWarning, match=r"b \(1\)"):  # one image: fitted, not refused
         encode_labels(["a", "a", "b"], None, None)
+    with pytest.raises(ConfigError, match=r"no labelled image: c \(drop them from the class list"):
+        encode_labels(["a", "b", "a"], ["a", "b", "c"], None)
     with pytest.raises(ConfigError, match="label images of another class, or fit on a view"):
         encode_labels(["a", "a"], None, None)

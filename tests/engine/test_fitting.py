@@ -162,7 +162,6 @@ def test_cam_layers_override(shapes, tmp_path):
         ([], "no labels"),
         ([None, None], "no labels"),
         (["a", "a", "a"], "only one class"),
-        (["a", "a", "b"], "at least 2"),
         ([1, 2, 1, 2], "class-name strings"),
         (["a", ["b"], "a", "b"], "mix"),
         ([["a"], ["a"], ["a"]], "same labels"),
@@ -186,8 +185,39 @@ def test_missing_image_fails_before_model(tmp_path, monkeypatch):
 def test_unknown_head_and_class_list():
     with pytest.raises(ConfigError, match="not in the class list"):
         encode_labels(["a", "b", "c"], class_names=["a", "b"])
+    with pytest.raises(ConfigError, match="no labelled image: c"):  # zero images: the only count error
+        encode_labels(["a", "b", "a"], class_names=["a", "b", "c"])
     with pytest.raises(ConfigError, match="unknown head"):
         fitting.make_head("transformer", 8, 2)
+
+
+@pytest.mark.parametrize("holdout", [0.2, 0.0])
+def test_a_class_with_one_image_is_fitted_and_predicted(shapes, tmp_path, holdout):
+    """Long tails: one image of a class is enough to fit it; it is never held out and the
+    held-out score says it does not cover it."""
+    paths, labels, _ = shapes
+    keep = [i for i, lab in enumerate(labels) if lab != "triangle"][::2] + [labels.index("triangle")]
+    p, lab = [paths[i] for i in keep], [labels[i] for i in keep]
+    with pytest.warns(fitting.RareClassWarning, match=r"triangle \(1\)"):
+        clf = fit_classifier(p, lab, cache_dir=tmp_path, fit_size=96, flip=False, epochs=100,
+                             holdout=holdout)
+    assert clf.class_names == ["circle", "square", "triangle"]
+    assert clf.meta["images_per_class"]["triangle"] == 1
+    tri = load_image(p[-1])
+    assert clf.predict([tri]).argmax(1)[0] == 2  # fitted on its one image (refit on all)
+    if holdout:
+        assert clf.meta["not_scored"] == ["triangle"] and "triangle" not in clf.meta["metrics"]
+    else:
+        assert "not_scored" not in clf.meta and "heldout_score" not in clf.meta
+
+
+def test_rare_classes_are_never_held_out():
+    y = np.eye(4, dtype=np.float32)[np.repeat([0, 1, 2, 3], [10, 10, 1, 1])]
+    y[0, 3] = 1  # class 3 gets a second image, shared with a common class
+    for seed in range(5):
+        held = heldout_split(y, 0.5, seed=seed)
+        assert not held[y[:, 2] > 0].any()  # a single-image class stays in training
+        assert (y[~held] > 0).any(0).all()  # every class keeps a training positive
 
 
 def test_heldout_split_is_stratified_and_seeded():

@@ -23,7 +23,7 @@ from ewc_fo.fo.export import (
 )
 
 P = "ewc"
-TARGETS = {1: "cat", 2: "dog"}
+TARGETS = {1: "cat", 2: "fox"}
 H, W = 30, 40
 
 
@@ -39,8 +39,9 @@ def _instance(full: np.ndarray, label: str, conf: float) -> fo.Detection:
     )
 
 
-def _objects(seed: int) -> list[tuple[str, np.ndarray, float]]:
-    """A cat rectangle and a dog ring (a hole, so polygons would lose detail)."""
+def _objects(seed: int, names=("cat", "fox")) -> list[tuple[str, np.ndarray, float]]:
+    """A cat rectangle and a fox ring (a hole, so polygons would lose detail); fox is not a VOC
+    class, so exports keep the run's own ids."""
     rng = np.random.default_rng(seed)
     cat = np.zeros((H, W), bool)
     y, x = int(rng.integers(2, 8)), int(rng.integers(2, 8))
@@ -49,18 +50,19 @@ def _objects(seed: int) -> list[tuple[str, np.ndarray, float]]:
     r = np.hypot(yy - 18, xx - 28)
     dog = (r < 8) & (r >= 3)
     dog &= ~cat
-    return [("cat", cat, 0.9), ("dog", dog, 0.4 + 0.1 * seed)]
+    return [(names[0], cat, 0.9), (names[1], dog, 0.4 + 0.1 * seed)]
 
 
-def _add(ds, tmp: Path, rel: str, seed: int, tags=(), conf=0.8, instances=True, semantic=True):
+def _add(ds, tmp: Path, rel: str, seed: int, tags=(), conf=0.8, instances=True, semantic=True,
+         targets=TARGETS):
     img_path = tmp / "imgs" / rel
     img_path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(img_path)
-    objs = _objects(seed)
+    objs = _objects(seed, tuple(targets.values()))
     label_map = np.zeros((H, W), np.uint8)
     for name, m, _ in objs:
-        label_map[m] = {v: k for k, v in TARGETS.items()}[name]
+        label_map[m] = {v: k for k, v in targets.items()}[name]
     s = fo.Sample(filepath=str(img_path), tags=list(tags))
     if semantic:
         mp = tmp / "masks" / f"{seed}.png"
@@ -147,7 +149,7 @@ def test_coco_round_trip_fiftyone_importer(run_ds, tmp_path):
         assert len(back) == 3
         field = next(k for k, v in back.get_field_schema().items() if getattr(v, "document_type", None) is fo.Detections)
         assert back.count(f"{field}.detections") == 6
-        assert back.count_values(f"{field}.detections.label") == {"cat": 3, "dog": 3}
+        assert back.count_values(f"{field}.detections.label") == {"cat": 3, "fox": 3}
         for s in back:
             src = next(fp for fp in truth if Path(fp).read_bytes() == Path(s.filepath).read_bytes())
             for det, (name, m, _) in zip(s[field].detections, truth[src][1]):
@@ -159,14 +161,14 @@ def test_coco_round_trip_fiftyone_importer(run_ds, tmp_path):
 
 def test_coco_category_ids_stable_and_referenced_images(run_ds, tmp_path):
     ds, truth = run_ds
-    # a view with only dogs in its instances still gets the run's ids
-    only_dog = ds.filter_labels(f"{P}_instances", fo.ViewField("label") == "dog")
+    # a view with only foxes in its instances still gets the run's ids
+    only_dog = ds.filter_labels(f"{P}_instances", fo.ViewField("label") == "fox")
     export_coco(only_dog.select_fields([f"{P}_instances", f"{P}_confidence"]), tmp_path / "a", copy_images=False)
     export_coco(ds, tmp_path / "b")
     a = json.loads((tmp_path / "a" / "labels.json").read_text())
     b = json.loads((tmp_path / "b" / "labels.json").read_text())
     assert a["categories"] == b["categories"]
-    dog_id = {c["name"]: c["id"] for c in b["categories"]}["dog"]
+    dog_id = {c["name"]: c["id"] for c in b["categories"]}["fox"]
     assert {x["category_id"] for x in a["annotations"]} == {dog_id}
     assert not (tmp_path / "a" / "data").exists()
     assert {i["file_name"] for i in a["images"]} <= set(truth)
@@ -283,7 +285,7 @@ def test_voc_round_trip(run_ds, tmp_path):
     out = tmp_path / "voc"
     res = export_voc(ds, out, split="train")
     assert res.num_images == 3 and res.num_instances == 6
-    assert (out / "class_names.txt").read_text().splitlines() == ["background", "cat", "dog"]
+    assert (out / "class_names.txt").read_text().splitlines() == ["background", "cat", "fox"]
     assert (out / "labels.txt").read_text() == (out / "class_names.txt").read_text()
     ids = (out / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     assert sorted(ids) == ["four", "img", "img-2"]
@@ -353,7 +355,7 @@ def test_voc_from_instances_only_and_dispatch(tmp_path):
     ds = fo.Dataset()
     _, lm, _ = _add(ds, tmp_path, "i.png", 3, semantic=False)
     res = export(ds, tmp_path / "v", "voc")
-    assert res.classes == ["cat", "dog"]
+    assert res.classes == ["cat", "fox"]
     cls = np.asarray(Image.open(tmp_path / "v" / "SegmentationClass" / "i.png"))
     assert np.array_equal(cls, lm)
     with pytest.raises(ConfigError):
@@ -388,3 +390,109 @@ def test_export_command(run_ds, tmp_path, capsys):
         cli("--format", "coco", "--out", str(tmp_path / "c"))
     with pytest.raises(ConfigError, match="voc only"):
         cli("--format", "coco", "--out", str(tmp_path / "d"), "--uncertain-band", "1")
+
+
+# ----------------------------------------------------------------------------- class ids
+
+
+def _voc_run(tmp_path, targets):
+    """A run whose classes are VOC's (its own ids 1, 2: the order it met them)."""
+    ds = fo.Dataset()
+    ds.mask_targets = {f"{P}_mask": targets}
+    for seed in (1, 2):
+        _add(ds, tmp_path, f"v{seed}.png", seed, targets=targets)
+    return ds
+
+
+def test_voc_export_uses_voc_ids_for_voc_classes(tmp_path):
+    ds = _voc_run(tmp_path, {1: "cat", 2: "train"})  # the run met cat and train only: ids 1, 2
+    for out, kw in [(tmp_path / "default", {}), (tmp_path / "voc", {"classes": "voc"})]:
+        res = export_voc(ds, out, **kw)
+        names = (out / "class_names.txt").read_text().splitlines()
+        assert len(names) == 21 and names[8] == "cat" and names[19] == "train"
+        assert res.classes == names[1:]
+        cls = np.asarray(Image.open(out / "SegmentationClass" / "v1.png"))
+        objs = _objects(1)
+        assert (cls[objs[0][1]] == 8).all() and (cls[objs[1][1]] == 19).all()
+        assert set(np.unique(cls)) <= {0, 8, 19}
+    # COCO takes the same list on request; by default it keeps the run's ids
+    export_coco(ds, tmp_path / "coco", classes="voc", copy_images=False)
+    js = json.loads((tmp_path / "coco" / "labels.json").read_text())
+    assert len(js["categories"]) == 20 and {a["category_id"] for a in js["annotations"]} == {8, 19}
+    ds.delete()
+
+
+def test_classes_from_a_file_or_mask_targets(run_ds, tmp_path):
+    ds, _ = run_ds
+    (tmp_path / "names.txt").write_text("background\nfox\nowl\ncat\n")
+    export_voc(ds, tmp_path / "f", classes=str(tmp_path / "names.txt"))
+    assert (tmp_path / "f" / "class_names.txt").read_text().splitlines() == ["background", "fox", "owl", "cat"]
+    cls = np.asarray(Image.open(next((tmp_path / "f" / "SegmentationClass").glob("*.png"))))
+    assert set(np.unique(cls)) <= {0, 1, 3} and 3 in cls
+    ds.mask_targets = {**ds.mask_targets, "ground_truth": {0: "background", 5: "cat", 7: "fox"}}
+    ds.save()
+    res = export_coco(ds, tmp_path / "gt", classes="ground_truth", copy_images=False)
+    js = json.loads((tmp_path / "gt" / "labels.json").read_text())
+    assert {c["id"]: c["name"] for c in js["categories"]} == {5: "cat", 7: "fox"} and res.classes == ["cat", "fox"]
+    with pytest.raises(ConfigError, match="not in the class list"):
+        export_voc(ds, tmp_path / "x", classes="voc")  # fox is not a VOC class
+    with pytest.raises(ConfigError, match="not 'voc', a file"):
+        export_voc(ds, tmp_path / "y", classes="nope")
+
+
+def test_coco_instances_do_not_overlap(tmp_path):
+    """Two classes' instances overlap in the run; the label map decides who owns the overlap,
+    and same-class overlaps go to the more confident instance."""
+    ds = fo.Dataset()
+    ds.mask_targets = {f"{P}_mask": TARGETS}
+    s, lm, objs = _add(ds, tmp_path, "o.png", 1)
+    cat, fox = objs[0][1], objs[1][1]
+    grown_fox = fox | np.roll(cat, 2, axis=1)  # the fox instance spills over the cat
+    cat2 = np.zeros_like(cat)
+    cat2[20:28, 2:10] = True
+    cat3 = np.roll(cat2, 3, axis=1)  # a second, less confident cat overlapping the first
+    s[f"{P}_instances"] = fo.Detections(detections=[
+        _instance(cat, "cat", 0.9), _instance(grown_fox, "fox", 0.95),
+        _instance(cat2, "cat", 0.8), _instance(cat3, "cat", 0.3),
+    ])
+    s.save()
+    export_coco(ds, tmp_path / "c", copy_images=False)
+    coco = COCO(str(tmp_path / "c" / "labels.json"))
+    masks = [coco.annToMask(a).astype(bool) for a in coco.dataset["annotations"]]
+    assert len(masks) == 4
+    assert np.stack(masks).sum(0).max() == 1  # one instance per pixel
+    assert np.array_equal(masks[0], cat)  # the label map says cat where the fox spilled
+    assert np.array_equal(masks[2], cat2) and np.array_equal(masks[3], cat3 & ~cat2)
+    # on request the overlaps stay
+    export_coco(ds, tmp_path / "o", copy_images=False, overlapping=True)
+    coco = COCO(str(tmp_path / "o" / "labels.json"))
+    assert np.stack([coco.annToMask(a) for a in coco.dataset["annotations"]]).sum(0).max() == 2
+    ds.delete()
+
+
+def test_export_command_classes_and_selection(run_ds, tmp_path, capsys):
+    import argparse
+
+    from ewc_fo.commands import export as export_cmd
+
+    ds, _ = run_ds
+    ds.persistent = True
+    parser = argparse.ArgumentParser()
+    export_cmd.add_parser(parser.add_subparsers())
+
+    def cli(*argv):
+        args = parser.parse_args(["export", ds.name, *argv])
+        return args.func(args)
+
+    (tmp_path / "names.txt").write_text("background\nowl\ncat\nfox\n")
+    assert cli("--format", "voc", "--out", str(tmp_path / "v"), "--classes", str(tmp_path / "names.txt"),
+               "--limit", "1") == 0
+    assert "VOC export: 1 images" in capsys.readouterr().out
+    assert (tmp_path / "v" / "class_names.txt").read_text().split() == ["background", "owl", "cat", "fox"]
+    assert cli("--format", "coco", "--out", str(tmp_path / "c"), "--tags", "ewc:reviewed",
+               "--overlapping-masks") == 0
+    assert "COCO export: 2 images" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="not in the class list"):
+        cli("--format", "voc", "--out", str(tmp_path / "w"), "--classes", "voc")
+    with pytest.raises(ConfigError, match="coco only"):
+        cli("--format", "voc", "--out", str(tmp_path / "w"), "--overlapping-masks")

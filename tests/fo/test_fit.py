@@ -86,3 +86,69 @@ def test_cli(dataset, tmp_path, capsys):
     assert "held-out accuracy" in text and "ewc-fo label" in text
     assert main(["fit", dataset.name, "--label-field", "boxes", "--out", str(out)]) == 2
     assert "fo.Classification" in capsys.readouterr().err
+
+
+def test_cli_fits_a_class_with_a_single_image(dataset, tmp_path, capsys):
+    """A long tail: one triangle. It is fitted and predicted, left out of the held-out split and
+    score with a warning; the checkpoint is readable by others (umask, not 0600)."""
+    ds = dataset.clone()
+    try:
+        ds.match(fo.ViewField("single.label") == "triangle").skip(1).set_field("single", None).save()
+        assert ds.count_values("single.label")["triangle"] == 1
+        out = tmp_path / "rare.safetensors"
+        rc = main(["fit", ds.name, "--label-field", "single", "--out", str(out), "--fit-size", "64",
+                   "--no-flip", "--epochs", "100", "--holdout", "0.5", "--cache-dir", str(tmp_path / "c")])
+        assert rc == 0
+        text = capsys.readouterr().out
+        assert "never held out (a single image each): triangle (1)" in text
+        assert "not in the held-out score (no held-out image): triangle" in text
+        again = main(["fit", ds.name, "--label-field", "single", "--out", str(out), "--fit-size", "64",
+                      "--no-flip", "--epochs", "100", "--holdout", "0.5", "--cache-dir", str(tmp_path / "c")])
+        cap = capsys.readouterr()
+        assert again == 0 and "0 computed" in cap.out
+        assert "features" not in cap.err  # everything cached: no empty progress bar
+        meta = json.loads((tmp_path / "rare.safetensors.json").read_text())
+        assert meta["not_scored"] == ["triangle"] and meta["images_per_class"]["triangle"] == 1
+        clf = load_classifier(out)
+        assert clf.class_names == ["circle", "square", "triangle"]
+        from ewc_fo.engine.images import load_image
+
+        tri = ds.match(fo.ViewField("single.label") == "triangle").first().filepath
+        assert clf.predict([load_image(tri)]).argmax(1)[0] == 2
+        mask = 0o666 & ~_umask()
+        assert out.stat().st_mode & 0o777 == mask and (out.stat().st_mode & 0o044)
+    finally:
+        ds.delete()
+
+
+def _umask() -> int:
+    import os
+
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_cli_selection_without_a_saved_view(dataset, tmp_path, capsys):
+    ds = dataset.clone()
+    ds.persistent = True
+    try:
+        ds.take(4, seed=1).tag_samples("pick")
+        out = tmp_path / "sel.safetensors"
+        common = ["--label-field", "multi", "--out", str(out), "--fit-size", "64", "--no-flip",
+                  "--epochs", "20", "--cache-dir", str(tmp_path / "c")]
+        assert main(["fit", ds.name, *common, "--tags", "pick", "--save-view", "picked"]) == 0
+        assert "fitted" in capsys.readouterr().out
+        assert json.loads((tmp_path / "sel.safetensors.json").read_text())["n_images"] == 4
+        assert len(ds.load_saved_view("picked")) == 4
+        # the same selection again is fine; another under that name is refused
+        assert main(["fit", ds.name, *common, "--tags", "pick", "--save-view", "picked"]) == 0
+        assert main(["fit", ds.name, *common, "--limit", "3", "--save-view", "picked"]) == 2
+        assert "already has a different saved view" in capsys.readouterr().err
+        assert main(["fit", ds.name, *common, "--with-classes", "square", "--limit", "4"]) == 0
+        assert json.loads((tmp_path / "sel.safetensors.json").read_text())["n_images"] == 4
+        assert main(["fit", ds.name, *common, "--tags", "nope"]) == 2
+        assert "matches no samples" in capsys.readouterr().err
+        assert main(["fit", ds.name, *common, "--limit", "0"]) == 2
+    finally:
+        ds.delete()

@@ -138,6 +138,8 @@ def test_voc_folder(tmp_path, name):
         assert str(tmp_path / "media") in s.ground_truth.mask_path
     # sources are referenced in place, never copied
     assert all(str(tmp_path / "voc" / "JPEGImages") in fp for fp in ds.values("filepath"))
+    # image metadata is filled at import (the App shows sizes)
+    assert {(m.width, m.height) for m in ds.values("metadata")} == {(20, 14)}
 
 
 # ----------------------------------------------------------------------------- COCO
@@ -182,6 +184,36 @@ def test_coco_json(tmp_path, name):
     assert np.array_equal(paste_instance(dets[0], w, h), big.astype(bool))
     assert two.ground_truth_instances.detections[0].mask is None
     assert not two.ground_truth.get_mask().any()
+
+
+def test_coco_folder_layouts_and_auto_detection(tmp_path, name):
+    """A COCO folder: images/ + annotations/instances_*.json (or a FiftyOne export's
+    labels.json next to data/), found from the folder alone."""
+    h, w = 12, 16
+    root = tmp_path / "coco"
+    _img(root / "images" / "a.jpg", size=(w, h))
+    box = {"id": 1, "image_id": 1, "category_id": 5, "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0}
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": w, "height": h}],
+           "annotations": [box], "categories": [{"id": 5, "name": "cow"}]}  # fmt: skip
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_val.json").write_text(json.dumps(doc))
+    assert recipes.detect_source(root) == "coco"
+    ds = recipes.import_source("auto", name, root, media_dir=tmp_path / "m")
+    assert _labels(ds.first()) == ["cow"] and ds.first().metadata.width == w
+    export = tmp_path / "export"
+    _img(export / "data" / "a.jpg", size=(w, h))
+    (export / "labels.json").write_text(json.dumps(doc))
+    assert recipes.detect_source(export) == "coco"
+    assert len(recipes.import_coco(name, export, overwrite=True, media_dir=tmp_path / "m")) == 1
+    # the folder layout's labels.json is not COCO
+    (tmp_path / "f" / "labels.json").parent.mkdir()
+    (tmp_path / "f" / "labels.json").write_text(json.dumps({"x": "cat"}))
+    assert recipes.detect_source(tmp_path / "f") == "folder"
+    (root / "annotations" / "instances_train.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="several COCO files"):
+        recipes.import_coco(name, root, overwrite=True)
+    with pytest.raises(ConfigError, match="do not apply to a voc source"):
+        recipes.import_source("voc", name, root, images_dir=root)
 
 
 # ----------------------------------------------------------------------------- Hugging Face
@@ -282,6 +314,10 @@ def test_create_command(tmp_path, name, capsys):
         _cli(["create", name, "--from", "voc", str(tmp_path / "voc")])
     with pytest.raises(ConfigError, match="no images"):
         _cli(["create", name + "e", "--from", "classdirs", str(tmp_path / "voc" / "ImageSets")])
+    assert _cli(["create", name + "a", "--from", "auto", str(tmp_path / "voc"), "--media-dir", str(tmp_path / "m")]) == 0
+    ds = fo.load_dataset(name + "a")
+    assert ds.info["ewc_import"]["kind"] == "voc" and ds.first().metadata.width == 20
+    ds.delete()
 
 
 def test_recipe_script_runs(tmp_path, name):
