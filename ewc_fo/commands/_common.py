@@ -92,7 +92,9 @@ def add_selection_args(p: argparse.ArgumentParser, classes: bool = True) -> None
     if classes:
         g.add_argument("--with-classes", default=None, metavar="C1,C2",
                        help="only samples whose --label-field has any of these comma-separated classes")
-    g.add_argument("--limit", type=int, default=None, metavar="N",
+    from ._checks import positive_int
+
+    g.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the first N samples (after the other filters)")
     g.add_argument("--save-view", default=None, metavar="NAME",
                    help="also save the selection as a saved view (App, plugin, or --view NAME later)")

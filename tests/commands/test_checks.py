@@ -252,9 +252,8 @@ def test_list_explainers_needs_no_dataset_and_no_torch():
 
 def test_fit_refusals_say_what_to_do():
     from ewc_fo.engine.errors import ConfigError
-    from ewc_fo.engine.fitting import encode_labels
-
     from ewc_fo.engine.fit_data import RareClassWarning
+    from ewc_fo.engine.fitting import encode_labels
 
     with pytest.warns(RareClassWarning, match=r"b \(1\)"):  # one image: fitted, not refused
         encode_labels(["a", "a", "b"], None, None)
