@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_browser.sh   # Chromium + playwright for the App browser test
+bash scripts/setup_label_studio.sh  # Label Studio server for the annotation round-trip test
 export FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true
 export EWC_TEST_ARTIFACTS=${EWC_TEST_ARTIFACTS:-artifacts/browser}
 exec .venv/bin/python -m pytest tests "$@"

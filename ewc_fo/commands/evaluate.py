@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
         help="float fields to check against IoU (default <prefix>_confidence <prefix>_agreement)",
     )
     p.add_argument("--iou-threshold", type=chk.unit_float, default=0.5, help="a mask is bad below this IoU")
-    p.add_argument("--no-store", action="store_true", help="do not store the report in dataset.info")
+    p.add_argument("--eval-key", default=None,
+                   help="FiftyOne evaluation key to record the run under (default <prefix>_eval)")
+    p.add_argument("--no-store", action="store_true", help="do not record a FiftyOne evaluation run")
     p.set_defaults(func=run)
 
 
@@ -45,6 +47,7 @@ def run(args) -> int:
         confidence_fields=args.confidence_fields,
         iou_threshold=args.iou_threshold,
         store=not args.no_store,
+        eval_key=args.eval_key,
         progress=True,
     )
     print(report.to_markdown(), end="")

@@ -3,9 +3,10 @@
 Answers two questions with one streamed pass over a view: how good are the pseudo-masks
 (mIoU over the accumulated confusion matrix, VOC style, background included, 255 ignored),
 and does ``P_confidence`` find the bad ones (Spearman, AUROC, recall at 20 % reviewed)?
-The per-sample IoU is written to ``P_iou`` so the App can sort by it; the report is stored
-in ``dataset.info["P_evaluation"]`` so the App/plugin can show it. Definitions:
-docs/evaluation.md.
+The per-sample IoU is written to ``P_iou`` so the App can sort by it; the result is recorded
+as a FiftyOne segmentation evaluation run (key ``P_eval`` by default, ``ewc_fo.fo.eval_run``),
+so ``dataset.list_evaluations()``, ``load_evaluation_results()`` and the App's Model
+Evaluation panel see it. Definitions: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 
 from ..engine import metrics
 from ..engine.errors import ConfigError
+from .eval_run import SampleConfusion, record_run
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ def evaluate(
     iou_threshold: float = 0.5,
     review_fraction: float = 0.2,
     store: bool = True,
+    eval_key: str | None = None,
     progress: bool | ProgressFn | None = None,
     chunk_size: int = 512,
 ) -> EvaluationReport:
@@ -120,7 +123,9 @@ def evaluate(
     targets, ids are taken as the same. With ``prefix`` = ``pred_field`` minus ``_mask``:
     per-sample IoU goes to ``sample_iou_field`` (default ``{prefix}_iou``; ``""`` to skip),
     confidence fields default to ``{prefix}_confidence`` and ``{prefix}_agreement`` (those
-    that exist), and with ``store`` the report is kept in ``dataset.info["{prefix}_evaluation"]``.
+    that exist), and with ``store`` the evaluation is recorded as FiftyOne evaluation run
+    ``eval_key`` (default ``{prefix}_eval``; it also writes ``{eval_key}_accuracy``,
+    ``_precision`` and ``_recall`` per sample, as FiftyOne's segmentation evaluation does).
     """
     dataset = view._dataset
     schema = view.get_field_schema()
@@ -142,11 +147,15 @@ def evaluate(
         raise ConfigError(f"sample_iou_field {iou_field!r} would overwrite an input field")
     if iou_field and iou_field in schema and not isinstance(schema[iou_field], fo.FloatField):
         raise ConfigError(f"field {iou_field!r} exists and is not a float field; pass another sample_iou_field")
+    eval_key = eval_key or f"{prefix}_eval"
+    if store:
+        _check_eval_key(dataset, eval_key, {pred_field, gt_field, iou_field, *confidence_fields}, schema)
 
     warn: list[str] = []
     class_names, lut, named = _class_mapping(dataset, pred_field, gt_field, num_classes, names, ignore_index, warn)
     c = len(class_names)
     cm = metrics.ConfusionMatrix(c, ignore_index)
+    per_sample = SampleConfusion(class_names)
 
     samples = view.select_fields([pred_field, gt_field, *confidence_fields])
     total = len(samples)
@@ -193,6 +202,8 @@ def evaluate(
         except ValueError as e:
             raise ConfigError(f"sample {sample.id}: {e}; pass num_classes/names or fix mask_targets") from e
         cm += one
+        if store:
+            per_sample.add(sample.id, one.matrix, gt_label.id, pred_label.id)
         v = one.miou()  # = metrics.sample_iou(pred, gt, c, ignore_index), one bincount
         if math.isnan(v):
             continue
@@ -246,15 +257,35 @@ def evaluate(
         warnings=warn,
     )
     if store:
-        dataset.info[f"{prefix}_evaluation"] = report.to_dict()
-        dataset.save()
+        record_run(view, eval_key, pred_field, gt_field, cm.matrix, per_sample, report.to_dict(),
+                   named=named, chunk_size=chunk_size)
     return report
 
 
-def load_report(dataset: fo.Dataset, prefix: str = "ewc") -> EvaluationReport | None:
-    """The report stored by the last ``evaluate`` of run ``prefix``, or None."""
+def load_report(dataset: fo.Dataset, prefix: str = "ewc", eval_key: str | None = None) -> EvaluationReport | None:
+    """The report of evaluation run ``eval_key`` (default ``{prefix}_eval``), or None.
+
+    Falls back to ``dataset.info["{prefix}_evaluation"]``, where older versions kept it.
+    """
+    key = eval_key or f"{prefix}_eval"
+    if key in dataset.list_evaluations():
+        results = dataset.load_evaluation_results(key)
+        d = getattr(results, "report", None)
+        if d:
+            return EvaluationReport.from_dict(d)
     d = dataset.info.get(f"{prefix}_evaluation")
     return EvaluationReport.from_dict(d) if d else None
+
+
+def _check_eval_key(dataset: fo.Dataset, key: str, inputs: set, schema) -> None:
+    """Refuse a key whose per-sample fields would overwrite an input or a user's field."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+        raise ConfigError(f"eval key {key!r} must start with a letter and use only letters, digits, _")
+    ours = key in dataset.list_evaluations()
+    for suffix in ("accuracy", "precision", "recall"):
+        f = f"{key}_{suffix}"
+        if f in inputs or (f in schema and not ours):
+            raise ConfigError(f"eval key {key!r} would overwrite field {f!r}; pass another eval key")
 
 
 # ---------------------------------------------------------------------------- helpers

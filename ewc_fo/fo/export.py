@@ -215,6 +215,9 @@ class _RunFields:
                 f"{prefix!r} to export"
             )
         self.confidence = f"{prefix}_confidence" if f"{prefix}_confidence" in schema else None
+        # a person's fix (ewc_fo.fo.annotate) wins over the pseudo-mask and its instances
+        fixed = f"{prefix}_mask_corrected"
+        self.corrected = fixed if fixed in schema else None
         cc = f"{prefix}_class_confidence"
         self.class_confidence = cc if cc in schema else None
         # ids come from the run's mask targets (sorted), then any other instance label of the
@@ -236,12 +239,15 @@ class _RunFields:
         self.name_to_id = {v: k for k, v in self.id_to_name.items()}
 
     def selected(self) -> list[str]:
-        return [f for f in (self.mask, self.instances, self.confidence, self.class_confidence) if f]
+        return [f for f in (self.mask, self.corrected, self.instances, self.confidence, self.class_confidence) if f]
+
+    def is_corrected(self, sample) -> bool:
+        return self.corrected is not None and sample[self.corrected] is not None
 
     def objects(self, sample, width: int, height: int, label_map: np.ndarray | None, stats: Counter):
         """(class id, full mask, confidence) per object: the run's instances when present,
         else connected components of its semantic mask."""
-        dets = sample[self.instances] if self.instances else None
+        dets = sample[self.instances] if self.instances and not self.is_corrected(sample) else None
         if dets is not None:
             for det in dets.detections:
                 cid = self.name_to_id.get(str(det.label))
@@ -293,7 +299,9 @@ def _coco_segmentation(m: np.ndarray, polygons: bool) -> tuple[dict | list, floa
 
 def _exportable(sample, run, res) -> tuple[bool, np.ndarray | None]:
     """(whether the sample can be exported, its label map if any); counts why not in ``res``."""
-    label_map = _read_mask(sample[run.mask]) if run.mask else None
+    label_map = _read_mask(sample[run.corrected]) if run.is_corrected(sample) else None
+    if label_map is None and run.mask:
+        label_map = _read_mask(sample[run.mask])
     if label_map is None and (not run.instances or sample[run.instances] is None):
         res.skipped["not_labeled"] += 1
         return False, None
@@ -488,7 +496,7 @@ def export_voc(
             else:
                 cls_void = np.zeros((h, w), dtype=bool)
                 obj_void = np.zeros((h, w), dtype=bool)
-            if min_confidence is not None:
+            if min_confidence is not None and not run.is_corrected(sample):  # a person's fix is sure
                 conf = sample[run.confidence] if run.confidence else None
                 if conf is not None and conf < min_confidence:
                     cls_void[:] = True

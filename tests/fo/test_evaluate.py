@@ -90,7 +90,37 @@ def test_evaluate_by_hand(dataset):
 
     stored = load_report(dataset, "ewc")
     assert stored.miou == pytest.approx(MIOU)
-    assert dataset.info["ewc_evaluation"]["confidence"]["ewc_confidence"]["auroc"] == 1.0
+    assert stored.confidence["ewc_confidence"]["auroc"] == 1.0
+    assert "ewc_evaluation" not in dataset.info
+
+
+def test_recorded_as_fiftyone_evaluation(dataset):
+    evaluate(dataset)
+    assert dataset.list_evaluations() == ["ewc_eval"]
+    info = dataset.get_evaluation_info("ewc_eval")
+    assert info.config.type == "segmentation" and info.config.pred_field == "ewc_mask"
+    res = dataset.load_evaluation_results("ewc_eval")
+    # FiftyOne's own tools read our confusion matrix (rows = ground truth, by gt class name)
+    assert res.classes.tolist() == ["background", "cat", "dog"]
+    cm = res.confusion_matrix(classes=["background", "cat", "dog"])
+    assert cm.tolist() == [[14, 0, 0], [8, 12, 0], [0, 0, 12]]  # B: 8 cat pixels called background
+    assert res.report["miou"] == pytest.approx(MIOU)
+    assert res.custom_metrics["ewc_fo/miou"]["value"] == pytest.approx(MIOU)
+    assert res.custom_metrics["ewc_fo/ewc_confidence_auroc"]["value"] == 1.0
+    # per-sample fields FiftyOne's segmentation evaluation promises, and clickable matches
+    acc = dict(zip(dataset.values("name"), dataset.values("ewc_eval_accuracy")))
+    assert acc["a"] == pytest.approx(1.0) and acc["b"] == pytest.approx(0.5) and acc["d"] is None
+    assert ("cat", "background", 8) in {m[:3] for m in zip(res.ytrue, res.ypred, res.weights)}
+    report_d = res.report
+    evaluate(dataset)  # a re-run replaces the run
+    assert dataset.list_evaluations() == ["ewc_eval"]
+    assert load_report(dataset).to_dict() == report_d
+    dataset.add_sample_field("mine_recall", fo.FloatField)
+    with pytest.raises(ConfigError, match="overwrite field 'mine_recall'"):
+        evaluate(dataset, eval_key="mine")  # a user's field is never overwritten
+    dataset.delete_evaluation("ewc_eval")
+    assert "ewc_eval_accuracy" not in dataset.get_field_schema()
+    assert "ewc_iou" in dataset.get_field_schema()
 
 
 def test_view_in_db_masks_and_identity_ids(tmp_path):
@@ -110,7 +140,7 @@ def test_view_in_db_masks_and_identity_ids(tmp_path):
     assert rep.miou == pytest.approx((1 + 0.5 + 0) / 3)
     assert ds.values("run_iou") == pytest.approx([0.5, None])
     assert rep.confidence == {}
-    assert "run_evaluation" not in ds.info
+    assert ds.list_evaluations() == []
     rep = evaluate(ds, "run_mask", "gt", sample_iou_field="")
     assert ds.values("run_iou") == pytest.approx([0.5, None])  # not written again
     # cat: TP 4+16, FP 4 -> 20/24 ; dog: FN 4 -> 0 ; background 1

@@ -199,7 +199,7 @@ def test_evaluate(labeled, tmp_path):
     res = run("evaluate_masks", ds, dict(pred_field="ewc_mask", gt_field="ground_truth"))
     assert res.result["miou"] == pytest.approx(1.0)
     assert "mIoU" in res.result["report"]
-    assert "ewc_evaluation" in ds.info and "ewc_iou" in ds.get_field_schema()
+    assert "ewc_eval" in ds.list_evaluations() and "ewc_iou" in ds.get_field_schema()
 
 
 def test_export_coco_and_voc(labeled, tmp_path):
