@@ -98,7 +98,7 @@ def send_for_correction(
     """
     check_prefix(prefix)
     dataset = samples._dataset
-    mask, corrected, edit = f"{prefix}_mask", corrected_field(prefix), edit_field(prefix)
+    mask, edit = f"{prefix}_mask", edit_field(prefix)
     schema = dataset.get_field_schema()
     if mask not in schema:
         raise ConfigError(f"no {mask} field: nothing from a run with prefix {prefix!r} to correct")
@@ -111,14 +111,7 @@ def send_for_correction(
     if not len(view):
         raise ConfigError("no sample with a mask to correct in this view")
 
-    # starting point: a person's earlier fix where there is one, else the pseudo-mask
-    has_fix = view.exists(corrected) if corrected in schema else view.limit(0)
-    fixed_ids = set(has_fix.values("id"))
-    no_fix = view.exclude(list(fixed_ids)) if fixed_ids else view
-    for src, part in ((mask, no_fix), (corrected, has_fix)):
-        if len(part):
-            foul.segmentations_to_detections(part, src, edit, mask_targets=targets, mask_types="stuff")
-    _nudge_boxes(view, edit)
+    write_edit_regions(view, prefix)
 
     creds = {k: v for k, v in (("url", url), ("api_key", api_key)) if v is not None}
     try:
@@ -138,6 +131,21 @@ def send_for_correction(
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"could not send to {backend} ({url or 'configured URL'}): {_one_line(e)}") from e
+
+
+def write_edit_regions(samples: fo.Dataset | fo.DatasetView, prefix: str = "ewc") -> None:
+    """Fill ``P_mask_edit`` with the starting point, one region per class: a person's earlier
+    fix (``P_mask_corrected``) where there is one, else the pseudo-mask ``P_mask``."""
+    mask, corrected, edit = f"{prefix}_mask", corrected_field(prefix), edit_field(prefix)
+    targets = class_targets(samples._dataset, prefix)
+    view = samples.exists(mask).view()
+    has_fix = view.exists(corrected) if corrected in view.get_field_schema() else view.limit(0)
+    fixed_ids = has_fix.values("id")
+    no_fix = view.exclude(fixed_ids) if fixed_ids else view
+    for src, part in ((mask, no_fix), (corrected, has_fix)):
+        if len(part):
+            foul.segmentations_to_detections(part, src, edit, mask_targets=targets, mask_types="stuff")
+    _nudge_boxes(view, edit)
 
 
 def load_corrections(

@@ -26,23 +26,24 @@ OTHER = "(other)"
 
 
 class EWCSegmentationResults(SegmentationResults):
-    """``SegmentationResults`` that also keep the ewc-fo report (``EvaluationReport.to_dict()``).
+    """``SegmentationResults`` that also keep the ewc-fo report as ``ewc_report``
+    (``EvaluationReport.to_dict()``; not ``report``, a method of FiftyOne's results).
 
     Stored and reloaded by FiftyOne like any evaluation result; a process without ewc_fo
-    falls back to plain ``SegmentationResults`` and simply loses ``report``.
+    falls back to plain ``SegmentationResults`` and simply loses ``ewc_report``.
     """
 
-    def __init__(self, *args, report: Mapping | None = None, **kwargs) -> None:
+    def __init__(self, *args, ewc_report: Mapping | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.report = dict(report) if report else None
+        self.ewc_report = dict(ewc_report) if ewc_report else None
 
     def attributes(self) -> list[str]:
-        return super().attributes() + ["report"]
+        return super().attributes() + ["ewc_report"]
 
     @classmethod
     def _from_dict(cls, d, samples, config, eval_key, **kwargs):
         results = super()._from_dict(d, samples, config, eval_key, **kwargs)
-        results.report = d.get("report")
+        results.ewc_report = d.get("ewc_report")
         return results
 
 
@@ -118,7 +119,7 @@ def record_run(
         missing=classes[0],
         custom_metrics=_custom_metrics(report),
         backend=method,
-        report=report,
+        ewc_report=report,
     )
     method.save_run_results(view, eval_key, results)
     method.add_fields_to_sidebar_group(view, eval_key, omit_fields=(pred_field, gt_field))

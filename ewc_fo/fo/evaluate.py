@@ -270,7 +270,7 @@ def load_report(dataset: fo.Dataset, prefix: str = "ewc", eval_key: str | None =
     key = eval_key or f"{prefix}_eval"
     if key in dataset.list_evaluations():
         results = dataset.load_evaluation_results(key)
-        d = getattr(results, "report", None)
+        d = getattr(results, "ewc_report", None)
         if d:
             return EvaluationReport.from_dict(d)
     d = dataset.info.get(f"{prefix}_evaluation")

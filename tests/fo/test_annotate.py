@@ -117,6 +117,28 @@ def test_export_prefers_corrected_mask(run_ds, tmp_path):
         assert set(np.unique(np.asarray(im)).tolist()) == {0, 1}  # one object: the dog, not the stale cat
 
 
+def test_regions_survive_fiftyone_label_studio_encoding(run_ds):
+    """What FiftyOne uploads as pre-annotation, read back as Label Studio returns it, is the
+    pseudo-mask pixel for pixel (FiftyOne's renderer truncates box corners: 60/107*107 -> 59)."""
+    from fiftyone.utils.labelstudio import (
+        export_label_to_label_studio,
+        import_label_studio_annotation,
+    )
+
+    from ewc_fo.fo.export import paste_instance
+
+    ann.write_edit_regions(run_ds)
+    for k, s in enumerate(run_ds.iter_samples()):
+        w, h = Image.open(s.filepath).size
+        full = {"from_name": "ewc_mask_edit", "to_name": "image", "original_width": w, "original_height": h}
+        back = np.zeros((h, w), np.uint8)
+        for r in export_label_to_label_studio(s.ewc_mask_edit, label_type="instances", full_result=full):
+            seg = import_label_studio_annotation(r)[1]
+            (det,) = seg.to_detections({255: seg.label}).detections
+            back[paste_instance(det, w, h)] = {"cat": 1, "dog": 2}[det.label]
+        np.testing.assert_array_equal(back, _masks(h, w, k))
+
+
 def test_class_confidence_labels(run_ds):
     labels = class_confidence_labels({"cat": 0.25, "dog": float("nan")})
     assert [(c.label, c.confidence) for c in labels.classifications] == [("cat", 0.25), ("dog", None)]

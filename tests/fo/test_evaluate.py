@@ -104,14 +104,14 @@ def test_recorded_as_fiftyone_evaluation(dataset):
     assert res.classes.tolist() == ["background", "cat", "dog"]
     cm = res.confusion_matrix(classes=["background", "cat", "dog"])
     assert cm.tolist() == [[14, 0, 0], [8, 12, 0], [0, 0, 12]]  # B: 8 cat pixels called background
-    assert res.report["miou"] == pytest.approx(MIOU)
+    assert res.ewc_report["miou"] == pytest.approx(MIOU)
     assert res.custom_metrics["ewc_fo/miou"]["value"] == pytest.approx(MIOU)
     assert res.custom_metrics["ewc_fo/ewc_confidence_auroc"]["value"] == 1.0
     # per-sample fields FiftyOne's segmentation evaluation promises, and clickable matches
     acc = dict(zip(dataset.values("name"), dataset.values("ewc_eval_accuracy")))
     assert acc["a"] == pytest.approx(1.0) and acc["b"] == pytest.approx(0.5) and acc["d"] is None
     assert ("cat", "background", 8) in {m[:3] for m in zip(res.ytrue, res.ypred, res.weights)}
-    report_d = res.report
+    report_d = res.ewc_report
     evaluate(dataset)  # a re-run replaces the run
     assert dataset.list_evaluations() == ["ewc_eval"]
     assert load_report(dataset).to_dict() == report_d
@@ -121,6 +121,23 @@ def test_recorded_as_fiftyone_evaluation(dataset):
     dataset.delete_evaluation("ewc_eval")
     assert "ewc_eval_accuracy" not in dataset.get_field_schema()
     assert "ewc_iou" in dataset.get_field_schema()
+
+
+def test_model_evaluation_panel_reads_it(dataset):
+    """The App's Model Evaluation panel computes its page from the recorded run."""
+    from types import SimpleNamespace
+
+    from plugins.panels.model_evaluation import EvaluationPanel  # FiftyOne's built-in panel
+
+    evaluate(dataset)
+    panel = SimpleNamespace(get_state=lambda key: {"key": "ewc_eval"}, set_data=lambda *a: None)
+    data = EvaluationPanel().get_evaluation_data(SimpleNamespace(dataset=dataset, params={}, panel=panel))
+    assert data["confusion_matrix"]["classes"] == ["background", "cat", "dog"]
+    assert data["missing"] == "background"
+    assert data["custom_metrics"]["ewc_fo/miou"]["value"] == pytest.approx(MIOU)
+    # FiftyOne's own accuracy leaves out background-on-background pixels (background is its
+    # "missing" class): 12 cat + 12 dog right of 46 - 14
+    assert data["metrics"]["accuracy"] == pytest.approx(24 / 32)
 
 
 def test_view_in_db_masks_and_identity_ids(tmp_path):
