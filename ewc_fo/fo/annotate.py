@@ -110,10 +110,16 @@ def send_for_correction(
     view = samples.exists(mask).view()
     if not len(view):
         raise ConfigError("no sample with a mask to correct in this view")
+    ids = set(view.values("id"))
+    for key in dataset.list_annotation_runs():  # P_mask_edit holds one round per sample
+        if edit in dataset.get_annotation_info(key).config.label_schema:
+            busy = ids & set(dataset.load_annotation_view(key).values("id"))
+            if busy:
+                raise ConfigError(f"{len(busy)} sample(s) are still out in annotation run {key!r}; load it first")
 
     write_edit_regions(view, prefix)
 
-    creds = {k: v for k, v in (("url", url), ("api_key", api_key)) if v is not None}
+    creds = _credentials(backend, url, api_key)
     try:
         return view.annotate(
             anno_key,
@@ -172,7 +178,7 @@ def load_corrections(
     info = dataset.get_annotation_info(anno_key)
     if edit not in info.config.label_schema:
         raise ConfigError(f"annotation run {anno_key!r} did not send {edit!r} (prefix {prefix!r}?)")
-    creds = {k: v for k, v in (("url", url), ("api_key", api_key)) if v is not None}
+    creds = _credentials(info.config.method, url, api_key)
     try:
         results = dataset.load_annotation_results(anno_key, **creds)
         submitted = _submitted_sample_ids(results)
@@ -237,6 +243,16 @@ def class_targets(dataset: fo.Dataset, prefix: str = "ewc") -> dict[int, str]:
     if not out:
         raise ConfigError(f"no classes in dataset.mask_targets[{prefix + '_mask'!r}]: run ewc-fo label first")
     return out
+
+
+def _credentials(backend: str, url: str | None, api_key: str | None) -> dict:
+    """Explicit values, else FiftyOne's annotation config; a missing Label Studio key is an
+    error here rather than FiftyOne's interactive prompt (which would hang an App operator)."""
+    creds = {k: v for k, v in (("url", url), ("api_key", api_key)) if v is not None}
+    if backend == "labelstudio" and not api_key:
+        if not (fo.annotation_config.backends.get(backend) or {}).get("api_key"):
+            raise ConfigError("no Label Studio API key: pass api_key (--api-key) or set FIFTYONE_LABELSTUDIO_API_KEY")
+    return creds
 
 
 def _nudge_boxes(view: fo.DatasetView, field: str, eps: float = 1e-6) -> None:

@@ -248,7 +248,9 @@ def test_round_trip_label_studio_then_export(run_ds, label_studio, tmp_path, cap
     assert cli(["export", name, "--format", "voc", "--out", str(out)]) == 0
     np.testing.assert_array_equal(_voc_class_map(out, target.filepath), expected)
 
-    # a second round starts from the person's fix, not from the pseudo-mask
+    # one open round per sample; a second round starts from the person's fix
+    with pytest.raises(ConfigError, match="still out in annotation run 'fix'"):
+        ann.send_for_correction(run_ds.select(target.id), "fix2", url=url, api_key=token)
     assert cli(["annotate", "load", name, "--anno-key", "fix", "--cleanup", *creds]) == 0
     assert run_ds.list_annotation_runs() == []
     ann.send_for_correction(run_ds.select(target.id), "fix2", url=url, api_key=token)
