@@ -113,7 +113,7 @@ def send_for_correction(
     ids = set(view.values("id"))
     for key in dataset.list_annotation_runs():  # P_mask_edit holds one round per sample
         if edit in dataset.get_annotation_info(key).config.label_schema:
-            busy = ids & set(dataset.load_annotation_view(key).values("id"))
+            busy = ids & _sent_ids(dataset.load_annotation_results(key), edit)
             if busy:
                 raise ConfigError(f"{len(busy)} sample(s) are still out in annotation run {key!r}; load it first")
 
@@ -188,9 +188,9 @@ def load_corrections(
     except Exception as e:
         raise ConfigError(f"could not load annotation run {anno_key!r}: {_one_line(e)}") from e
 
-    view = dataset.load_annotation_view(anno_key)
-    if submitted is not None:
-        view = view.select(list(submitted))
+    # the run's own sample ids, not its stored view: re-evaluated now, a view such as
+    # "tagged ewc:reject" may no longer match the samples that were sent
+    view = dataset.select(sorted(submitted if submitted is not None else _sent_ids(results, edit)))
     view.compute_metadata()
     targets = class_targets(dataset, prefix)
     out_dir = os.path.join(_output_dir(dataset, prefix), "masks_corrected")
@@ -266,6 +266,11 @@ def _nudge_boxes(view: fo.DatasetView, field: str, eps: float = 1e-6) -> None:
     path = f"{field}.detections.bounding_box"
     boxes = view.values(path)
     view.set_values(path, [[[b[0] + eps, b[1] + eps, b[2], b[3]] for b in bs or []] for bs in boxes])
+
+
+def _sent_ids(results, field: str) -> set[str]:
+    """Ids of the samples an annotation run sent (FiftyOne records their label ids per field)."""
+    return set(results.id_map.get(field, {}))
 
 
 def _submitted_sample_ids(results) -> set[str] | None:
