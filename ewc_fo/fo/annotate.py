@@ -198,10 +198,11 @@ def load_corrections(
     if corrected not in dataset.get_field_schema():
         dataset.add_sample_field(corrected, fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation)
     name_to_id = {v: k for k, v in targets.items()}
+    dtype = np.uint8 if max(targets) < 256 else np.uint16  # as the run writes P_mask
     values, done = {}, []
     for sample in view.select_fields(edit).iter_samples():
         w, h = sample.metadata.width, sample.metadata.height
-        label_map = np.zeros((h, w), np.uint8)
+        label_map = np.zeros((h, w), dtype)
         # paste_instance rounds the box corner; Detections.to_segmentation truncates it and
         # can shift a region by a pixel
         for det in (sample[edit] or fo.Detections()).detections:
