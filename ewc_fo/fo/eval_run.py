@@ -72,6 +72,14 @@ class SampleConfusion:
         )
 
 
+def check_run(view: fo.Dataset | fo.DatasetView, eval_key: str, pred_field: str, gt_field: str) -> None:
+    """Fail before any work when ``eval_key`` holds another kind of run or other fields."""
+    try:
+        SimpleEvaluationConfig(pred_field, gt_field).build().validate_run(view, eval_key)
+    except ValueError as e:
+        raise ConfigError(f"cannot record evaluation {eval_key!r}: {e}; pass another eval key") from e
+
+
 def record_run(
     view: fo.Dataset | fo.DatasetView,
     eval_key: str,

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..engine import metrics
 from ..engine.errors import ConfigError
-from .eval_run import SampleConfusion, record_run
+from .eval_run import SampleConfusion, check_run, record_run
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ def evaluate(
     eval_key = eval_key or f"{prefix}_eval"
     if store:
         _check_eval_key(dataset, eval_key, {pred_field, gt_field, iou_field, *confidence_fields}, schema)
+        check_run(view, eval_key, pred_field, gt_field)
 
     warn: list[str] = []
     class_names, lut, named = _class_mapping(dataset, pred_field, gt_field, num_classes, names, ignore_index, warn)

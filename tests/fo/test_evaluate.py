@@ -115,6 +115,9 @@ def test_recorded_as_fiftyone_evaluation(dataset):
     evaluate(dataset)  # a re-run replaces the run
     assert dataset.list_evaluations() == ["ewc_eval"]
     assert load_report(dataset).to_dict() == report_d
+    with pytest.raises(ConfigError, match="cannot record evaluation 'ewc_eval'"):
+        evaluate(dataset, gt_field="ewc_mask", pred_field="ground_truth", sample_iou_field="x_iou", eval_key="ewc_eval")
+    assert "x_iou" not in dataset.get_field_schema()  # refused before any work
     dataset.add_sample_field("mine_recall", fo.FloatField)
     with pytest.raises(ConfigError, match="overwrite field 'mine_recall'"):
         evaluate(dataset, eval_key="mine")  # a user's field is never overwritten
