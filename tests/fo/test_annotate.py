@@ -95,6 +95,8 @@ def test_send_to_unreachable_server_leaves_nothing_behind(run_ds):
     assert run_ds.values("ewc_mask.mask_path") == before
     with pytest.raises(ConfigError, match="no annotation run"):
         ann.load_corrections(run_ds, "fix1")
+    assert cli(["annotate", "load", run_ds.name, "--anno-key", "fix1", "--max-confidence", "0.2"]) == 2
+    assert cli(["annotate", "send", run_ds.name, "--anno-key", "fix1", "--all", "--no-rejected"]) == 2
 
 
 def test_export_prefers_corrected_mask(run_ds, tmp_path):
