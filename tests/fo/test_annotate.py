@@ -69,8 +69,13 @@ def run_ds(tmp_path):
 
 
 def _voc_class_map(out: Path, filepath: str) -> np.ndarray:
+    """The exported class map in the run's ids (TARGETS), whatever ids the export chose
+    (VOC's standard ids for VOC classes such as cat and dog): line i of class_names.txt is id i."""
+    names = (out / "class_names.txt").read_text().splitlines()
+    to_run = {name: k for k, name in TARGETS.items()}
+    lut = np.array([to_run.get(n, 99) for n in names] + [99] * (256 - len(names)), np.uint8)
     with Image.open(out / "SegmentationClass" / (Path(filepath).stem + ".png")) as im:
-        return np.asarray(im)
+        return lut[np.asarray(im)]
 
 
 # ---------------------------------------------------------------------------- no server
