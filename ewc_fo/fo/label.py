@@ -296,6 +296,7 @@ def _declare_fields(dataset: fo.Dataset, names: dict[str, str]) -> None:
     for k, v in names.items():
         if k.startswith("heatmap_"):
             add(v, fo.EmbeddedDocumentField, embedded_doc_type=fo.Heatmap)
+    add(names["classes"], fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
     for k in ("confidence", "agreement", "mass_inside"):
         add(names[k], fo.FloatField)
     for k in ("class_confidence", "scores"):

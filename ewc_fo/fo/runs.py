@@ -27,6 +27,7 @@ def field_names(prefix: str, explainer_keys: list[str]) -> dict[str, str]:
         "agreement": f"{prefix}_agreement",
         "mass_inside": f"{prefix}_mass_inside",
         "class_confidence": f"{prefix}_class_confidence",
+        "classes": f"{prefix}_classes",
         "scores": f"{prefix}_scores",
         "maps_path": f"{prefix}_maps_path",
         "error": f"{prefix}_error",

@@ -22,6 +22,7 @@ from ..engine.errors import EWCError, NoLabelError
 from ..engine.images import load_image
 from ..engine.pipeline import ImageResult
 from . import runs
+from .class_labels import class_confidence_labels
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def sample_values(sid: str, res: ImageResult, out_dir: str, target_id: dict, exp
         "agreement": float(res.agreement),
         "mass_inside": float(min((c.mass_inside for c in res.classes), default=0.0)),
         "class_confidence": {c.class_name: float(c.confidence) for c in res.classes},
+        "classes": class_confidence_labels({c.class_name: float(c.confidence) for c in res.classes}),
         "scores": _mean_scores(res),
     }
     maps8 = np.round(res.maps * 255).astype(np.uint8)
