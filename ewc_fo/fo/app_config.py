@@ -16,11 +16,11 @@ import zlib
 
 import fiftyone as fo
 
-#: distinct colours, readable over photos (Kelly's list, without white/black/greys)
+#: distinct, saturated colours that stay visible over photos (no dark, grey or brown ones)
 PALETTE = (
-    "#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#008856", "#E68FAC",
-    "#0067A5", "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600",
-    "#654522", "#E25822", "#2B3D26", "#00B7C3",
+    "#00B7C3", "#F3C300", "#E6007E", "#8DB600", "#F38400", "#1E90FF", "#BE0032", "#00C77B",
+    "#A05CC8", "#FF6F91", "#DCD300", "#0067A5", "#E25822", "#A1CAF1", "#B3446C", "#F6A600",
+    "#00FFFF", "#FF00FF", "#7FFF00", "#FF4500",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..engine.errors import ConfigError
 from .runs import RUN_TYPE
 from .views import REJECT_TAG, REVIEWED_TAG, saved_view_name, triage_view
 
@@ -45,7 +46,10 @@ def progress_text(p: dict, width: int = 30) -> list[str]:
 
 def run_summary(view, prefix: str | None = None, worst: int = 5) -> str:
     ds = view._root_dataset if hasattr(view, "_root_dataset") else view
-    prefixes = [prefix] if prefix else list_ewc_runs(ds)
+    have = list_ewc_runs(ds)
+    if prefix and prefix not in have:
+        raise ConfigError(f"dataset {ds.name!r} has no ewc-fo run {prefix!r} (runs: {', '.join(have) or 'none'})")
+    prefixes = [prefix] if prefix else have
     if not prefixes:
         return f"dataset {ds.name!r}: no ewc-fo runs yet (run `ewc-fo label`)"
     lines = []

@@ -92,9 +92,18 @@ class Progress:
 
 
 def finish(ctx) -> None:
-    """Immediate runs refresh the App; delegated ones have no App to refresh."""
-    if not ctx.delegated:
-        ctx.trigger("reload_dataset")
+    """Immediate runs refresh the App; delegated ones have no App to refresh.
+
+    ``reload_dataset`` does not re-read the dataset's colour scheme (a label run adds class
+    colours to it), so it is sent along as well.
+    """
+    if ctx.delegated:
+        return
+    ctx.trigger("reload_dataset")
+    ctx.dataset.reload()
+    scheme = ctx.dataset.app_config.color_scheme
+    if scheme is not None and scheme.fields:
+        ctx.trigger("set_color_scheme", {"color_by": scheme.color_by, "fields": list(scheme.fields)})
 
 
 def target_size(ctx) -> int | None:

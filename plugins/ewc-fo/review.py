@@ -152,7 +152,9 @@ class ReviewPanel(foo.Panel):
         row.btn("accept", label="Accept", icon="check", variant="contained", on_click=self.on_accept)
         row.btn("reject", label="Reject", icon="close", variant="outlined", on_click=self.on_reject)
         row.btn("next", label="Skip to next", icon="skip_next", on_click=self.on_next)
-        row.btn("show_maps", label="Show mask + fused map", icon="layers", on_click=self.on_show_maps)
+        if not ctx.current_sample:  # the App applies set_active_fields to the grid only; the
+            # sample view has the overlay picture below instead
+            row.btn("show_maps", label="Show mask + fused map", icon="layers", on_click=self.on_show_maps)
         panel.define_property("actions", row, view=types.HStackView())
         if ctx.panel.get_state("summary"):
             panel.md(ctx.panel.get_state("summary"), name="summary")
