@@ -218,6 +218,12 @@ def test_review_loop_in_browser(app, artifacts, tmp_path):
             page.wait_for_selector("[data-cy=looker]", timeout=90_000)
             page.wait_for_timeout(3000)
             _dismiss_promo(page)
+            if not page.locator("text=ewc-low-confidence").count():  # the server kept another tab's view
+                page.get_by_text("Unsaved view").first.click()
+                page.get_by_text("ewc-low-confidence").first.click()
+            page.wait_for_selector("[data-cy=view-stage-container]", timeout=30_000)
+            page.wait_for_timeout(2000)
+            assert page.locator("text=ewc-low-confidence").count()
             # the run's sidebar group, with the mask and the confidence switched on
             page.wait_for_selector("[data-cy='sidebar-group-entry-EWC-FO EWC']", timeout=30_000)
             box = page.locator("[data-cy=sidebar-field-container-ewc_mask]").locator("xpath=..")
