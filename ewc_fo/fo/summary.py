@@ -40,7 +40,7 @@ def progress_text(p: dict, width: int = 30) -> list[str]:
     top = max(p["counts"] or [1]) or 1
     for lo, hi, n, left in zip(p["edges"], p["edges"][1:], p["counts"], p["left_counts"]):
         todo, done = round(width * left / top), round(width * (n - left) / top)
-        lines.append(f"  {lo:.1f}-{hi:.1f}  {n:4d} {'#' * todo}{'=' * done}")
+        lines.append(f"  {lo:.1f}-{hi:.1f}  {n:4d} {'#' * todo}{'=' * done}".rstrip())
     return lines
 
 
