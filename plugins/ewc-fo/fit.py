@@ -78,6 +78,7 @@ class FitClassifier(foo.Operator):
         outputs = types.Object()
         outputs.str("out", label="Checkpoint")
         outputs.str("result", label="Result")
+        outputs.str("error", label="Error")
         return types.Property(outputs)
 
     def __call__(self, samples, label_field: str, out: str, backbone: str | None = None, fit_size=None,

@@ -45,6 +45,7 @@ class CreateTriageViews(foo.Operator):
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.list("views", types.String(), label="Saved views")
+        outputs.str("error", label="Error")
         return types.Property(outputs)
 
     def __call__(self, dataset, prefix="ewc", delegate=False):

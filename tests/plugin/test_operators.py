@@ -340,3 +340,20 @@ def test_fit_operator(tmp_path):
     res = foo.get_operator(f"{URI}/fit_classifier")(two_each, "labels", out, fit_size=160)
     assert os.path.exists(out) and res["out"] == out
     assert sorted(res["classes"]) == ["espresso", "missile", "tabby", "tripod"]
+
+
+def test_one_line_errors_in_delegated_runs():
+    """A delegated run fails (the Runs page shows it) with the one-line message, no chained cause."""
+    common = sys.modules[type(foo.get_operator(f"{URI}/compute_ewc")).__module__.rsplit(".", 1)[0] + "._common"]
+
+    class Ctx:
+        delegated = True
+
+    @common.one_line_errors
+    def execute(self, ctx):
+        raise ConfigError("unknown classifier 'x'\nsecond line")
+
+    with pytest.raises(ConfigError) as info:
+        execute(None, Ctx())
+    assert str(info.value) == "unknown classifier 'x'" and info.value.__cause__ is None
+    assert info.value.__suppress_context__
