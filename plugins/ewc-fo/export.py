@@ -79,8 +79,13 @@ class ExportMasks(foo.Operator):
         inputs.bool("overwrite", default=False, label="Overwrite", description="Replace a previous export there")
         try:
             full = confine(out, root)
-            if os.path.isdir(full) and os.listdir(full) and not ctx.params.get("overwrite"):
-                invalid(prop, "directory is not empty; tick Overwrite or pick another")
+            if os.path.isdir(full) and os.listdir(full):
+                if not ctx.params.get("overwrite"):
+                    raise ConfigError("directory is not empty; tick Overwrite or pick another")
+                from ewc_fo.fo.export import COCO_FIXED, VOC_CLASS_FILES, check_out_dir
+
+                check_out_dir(ctx.target_view(), full, overwrite=True,
+                              fixed=COCO_FIXED if fmt == "coco" else VOC_CLASS_FILES)
         except ConfigError as e:
             invalid(prop, str(e))
         inputs.bool("skip_rejected", default=True, label="Skip samples tagged ewc:reject")

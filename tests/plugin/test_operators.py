@@ -357,3 +357,16 @@ def test_one_line_errors_in_delegated_runs():
         execute(None, Ctx())
     assert str(info.value) == "unknown classifier 'x'" and info.value.__cause__ is None
     assert info.value.__suppress_context__
+
+
+def test_export_form_refuses_the_datasets_own_folder(labeled, monkeypatch):
+    """Inside the root too, 'overwrite' never clears a folder holding the dataset's images."""
+    ds, _ = labeled
+    images = os.path.dirname(ds.first().filepath)
+    monkeypatch.setenv("EWC_FO_EXPORT_ROOT", os.path.dirname(images))
+    before = sorted(os.listdir(images))
+    form = resolve("export_masks", ds, {"prefix": "ewc", "format": "voc", "out_dir": images, "overwrite": True})
+    assert "dataset's own files" in invalid(form)["out_dir"]
+    with pytest.raises(Exception, match="dataset's own files"):
+        run("export_masks", ds, dict(prefix="ewc", format="voc", out_dir=images, overwrite=True))
+    assert sorted(os.listdir(images)) == before
