@@ -56,3 +56,6 @@ def test_summary_cli_progress_and_png(labeled, tmp_path, capsys):
     assert img.shape[0] == 3 * (200 + 14)  # one row per sample, 3 asked
     assert img.shape[1] == 200 * (2 + 2 + 1)  # photo, mask, 2 explainers, fused
     assert main(["summary", ds.name, "--prefix", "nope", "--png", str(png)]) == 2
+    assert "no ewc-fo run 'nope'" in capsys.readouterr().err
+    assert main(["summary", ds.name, "--png", str(tmp_path)]) == 2  # a folder: checked before any work
+    assert "--png" in capsys.readouterr().err
