@@ -80,3 +80,47 @@ def test_app_command_launches_with_the_plugin(no_plugins_dir, monkeypatch, tmp_p
     assert launched["remote"] is True and launched["port"] == 5999 and launched["view_len"] == 1
     assert launched["plugins_dir"] == PLUGINS_DIR and os.environ["FIFTYONE_PLUGINS_DIR"] == PLUGINS_DIR
     assert URI in _plugins_seen(os.environ["FIFTYONE_PLUGINS_DIR"])
+
+
+def test_app_command_serves_the_plugin(tmp_path):
+    """The real command, as a user runs it (no FIFTYONE_PLUGINS_DIR): its App server lists the
+    plugin's operators and panel."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    ds = make_dataset(str(tmp_path), "app-cmd-real", n=1)
+    ds.persistent = True
+    ds.save_view("ewc-low-confidence", ds.limit(1))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_PLUGINS_DIR"}
+    env["PYTHONPATH"] = os.path.dirname(PLUGINS_DIR) + os.pathsep + env.get("PYTHONPATH", "")
+    env["HOME"] = str(tmp_path / "home")  # no user plugins dir, nothing written to the real home
+    log = open(tmp_path / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "ewc_fo.cli", "app", ds.name, "--view", "ewc-low-confidence",
+                             "--address", "127.0.0.1", "--port", str(port)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, got = time.time() + 120, None
+        while got is None:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/operators", method="POST",
+                                             data=json.dumps({"dataset_name": ds.name}).encode(),
+                                             headers={"Content-Type": "application/json"})
+                got = json.loads(urllib.request.urlopen(req, timeout=5).read())
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, (tmp_path / "app.log").read_text()[-2000:]
+                time.sleep(1)
+        uris = {o["uri"] for o in got["operators"]}
+        assert {f"{URI}/compute_ewc", f"{URI}/export_masks", f"{URI}/ewc_review", f"{URI}/review_accept"} <= uris
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the command and the App server it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        ds.delete()
