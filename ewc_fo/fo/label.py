@@ -30,6 +30,7 @@ from ..engine.errors import ConfigError, UnknownClassError
 from ..engine.pipeline import EWC, EWCConfig
 from ..engine.segmenters import Segmenter, create_segmenter
 from . import runs
+from .app_config import configure_app
 from .sample_values import flush, process_batch
 from .views import create_triage_views
 
@@ -268,6 +269,7 @@ def label(
         record["views"] = summary.views
         record["status"] = "complete"
     runs.save_run(dataset, prefix, record)
+    configure_app(dataset, prefix, label_field, list(names.values()))
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..engine.errors import ConfigError
 from .runs import RUN_TYPE
-from .views import triage_view
+from .views import REJECT_TAG, REVIEWED_TAG, saved_view_name, triage_view
 
 
 def list_ewc_runs(dataset) -> list[str]:
@@ -16,9 +17,39 @@ def list_ewc_runs(dataset) -> list[str]:
     return out
 
 
+def review_progress(samples, prefix: str = "ewc", bins: int = 10) -> dict:
+    """How far the review of run ``prefix`` is on ``samples``: counts, and confidence histograms
+    (all labeled samples, and those still to review) on ``bins`` equal bins of [0, 1]."""
+    labeled = samples.exists(f"{prefix}_confidence")
+    todo = triage_view(samples, "to_review", prefix)
+    conf = f"{prefix}_confidence"
+    counts, edges, _ = labeled.histogram_values(conf, bins=bins, range=[0.0, 1.0])
+    left_counts, _, _ = todo.histogram_values(conf, bins=bins, range=[0.0, 1.0])
+    return {
+        "labeled": len(labeled), "reviewed": len(labeled.match_tags(REVIEWED_TAG)),
+        "rejected": len(labeled.match_tags(REJECT_TAG)), "left": len(todo),
+        "edges": [round(float(e), 3) for e in edges], "counts": [int(c) for c in counts],
+        "left_counts": [int(c) for c in left_counts], "view": saved_view_name(prefix, "to_review"),
+    }
+
+
+def progress_text(p: dict, width: int = 30) -> list[str]:
+    """``review_progress`` as lines of text: the counts and a histogram (# to review, = done)."""
+    lines = [f"review: {p['reviewed']} accepted, {p['rejected']} rejected, {p['left']} left "
+             f"of {p['labeled']} (saved view {p['view']})", "  confidence    # to review, = done"]
+    top = max(p["counts"] or [1]) or 1
+    for lo, hi, n, left in zip(p["edges"], p["edges"][1:], p["counts"], p["left_counts"]):
+        todo, done = round(width * left / top), round(width * (n - left) / top)
+        lines.append(f"  {lo:.1f}-{hi:.1f}  {n:4d} {'#' * todo}{'=' * done}".rstrip())
+    return lines
+
+
 def run_summary(view, prefix: str | None = None, worst: int = 5) -> str:
     ds = view._root_dataset if hasattr(view, "_root_dataset") else view
-    prefixes = [prefix] if prefix else list_ewc_runs(ds)
+    have = list_ewc_runs(ds)
+    if prefix and prefix not in have:
+        raise ConfigError(f"dataset {ds.name!r} has no ewc-fo run {prefix!r} (runs: {', '.join(have) or 'none'})")
+    prefixes = [prefix] if prefix else have
     if not prefixes:
         return f"dataset {ds.name!r}: no ewc-fo runs yet (run `ewc-fo label`)"
     lines = []
@@ -38,6 +69,7 @@ def run_summary(view, prefix: str | None = None, worst: int = 5) -> str:
             v = triage_view(view, "low_confidence", p).limit(worst)
             for fp, c, a in zip(v.values("filepath"), v.values(f"{p}_confidence"), v.values(f"{p}_agreement")):
                 lines.append(f"    {c:.3f}  agreement {a:.3f}  {fp}")
+            lines += ["  " + line for line in progress_text(review_progress(view, p))]
         if rec.get("views"):
             lines.append("  saved triage views: " + ", ".join(rec["views"]))
     return "\n".join(lines)

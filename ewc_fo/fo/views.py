@@ -16,6 +16,7 @@ TRIAGE = {
     "low_agreement": "lowest explainer agreement first: the explainers disagree on these images",
     "map_mask_mismatch": "segmenter mask and fused map disagree most: least fused evidence inside the mask",
     "failed": "samples that could not be processed, with the reason in <prefix>_error",
+    "to_review": "labeled samples nobody has accepted or rejected yet, lowest confidence first",
 }
 
 REVIEWED_TAG = "ewc:reviewed"
@@ -33,6 +34,8 @@ def triage_view(samples: fo.Dataset | fo.DatasetView, kind: str, prefix: str = "
         return samples.exists(conf).sort_by(f"{prefix}_agreement")
     if kind == "map_mask_mismatch":
         return samples.exists(conf).sort_by(f"{prefix}_mass_inside")
+    if kind == "to_review":
+        return samples.exists(conf).match_tags([REVIEWED_TAG, REJECT_TAG], bool=False).sort_by(conf)
     if kind == "failed":
         return samples.exists(err).sort_by(F(f"{prefix}_error_kind"))
     raise ConfigError(f"unknown triage view {kind!r}; one of {', '.join(TRIAGE)}")

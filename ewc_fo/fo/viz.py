@@ -1,6 +1,7 @@
 """A picture of a run: per sample, the photo, the mask, each explainer's map and the fused map.
 
-Used by the demo so a newcomer sees what EWC did without opening the App.
+Used by the demo and ``ewc-fo summary --png`` so one sees what EWC did without opening the App.
+Mask classes are drawn in the colours the App uses for them (``app_config.class_colors``).
 """
 
 from __future__ import annotations
@@ -22,22 +23,33 @@ def _cell(arr: np.ndarray, title: str) -> Image.Image:
     return canvas
 
 
-def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(3)
-    palette = rng.integers(40, 255, (int(mask.max()) + 1, 3))
+def _overlay(image: np.ndarray, mask: np.ndarray, targets: dict[int, str] | None = None) -> np.ndarray:
+    from .app_config import class_colors
+
+    targets = targets or {}
+    names = {i: targets.get(i, str(i)) for i in range(1, int(mask.max()) + 1)}
+    colors = class_colors(list(names.values()))
+    palette = np.zeros((int(mask.max()) + 1, 3))
+    for i, n in names.items():
+        palette[i] = [int(colors[n][k:k + 2], 16) for k in (1, 3, 5)]
     color = palette[mask]
     return np.where(mask[..., None] > 0, (0.45 * image + 0.55 * color), image).astype(np.uint8)
 
 
 def overview(samples, prefix: str = "ewc", path: str = "overview.png", max_samples: int = 8) -> str:
-    """Write a grid PNG (one row per sample) and return its path."""
+    """Write a grid PNG (one row per sample, lowest confidence first) and return its path
+    ("" when the run labeled none of ``samples``)."""
+    from .views import triage_view
+
     rows = []
-    for s in samples.exists(f"{prefix}_confidence").limit(max_samples):
+    ds = samples._root_dataset if hasattr(samples, "_root_dataset") else samples
+    targets = ds.mask_targets.get(f"{prefix}_mask", {})
+    for s in triage_view(samples, "low_confidence", prefix).limit(max_samples):
         image = load_image(s.filepath)
         mask = np.asarray(Image.open(s[f"{prefix}_mask"].mask_path))
         z = np.load(s[f"{prefix}_maps_path"])
         cells = [_cell(image, f"conf {s[f'{prefix}_confidence']:.2f}"),
-                 _cell(_overlay(image, mask), "mask")]
+                 _cell(_overlay(image, mask, targets), "mask")]
         for k, name in enumerate(z["names"]):
             cells.append(_cell(z["maps"][k].max(0), str(name)))
         cells.append(_cell(z["fused"].max(0), "fused"))

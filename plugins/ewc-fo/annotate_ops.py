@@ -129,3 +129,6 @@ class LoadCorrections(foo.Operator):
         outputs = types.Object()
         outputs.int("corrected", label="Corrected masks loaded")
         return types.Property(outputs)
+
+
+OPERATORS = [SendForCorrection, LoadCorrections]

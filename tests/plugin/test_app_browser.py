@@ -1,4 +1,5 @@
-"""The plugin in the real App: headless Chromium runs the compute operator from the operator browser.
+"""The plugin in the real App: headless Chromium runs the compute operator from the operator browser,
+then walks the review loop (low-confidence view, masks in class colours, Accept -> next sample).
 
 Needs Debian's ``chromium`` and Playwright's Python package (scripts/install_browser.sh);
 skipped, with the reason, where they are missing. Screenshots go to ``$EWC_TEST_ARTIFACTS``
@@ -8,6 +9,7 @@ skipped, with the reason, where they are missing. Screenshots go to ``$EWC_TEST_
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +18,9 @@ import tempfile
 import time
 import urllib.request
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ..fo._data import make_dataset
 
@@ -153,3 +157,121 @@ def test_compute_operator_in_browser(app, artifacts):
             assert not errors, errors
         finally:
             browser.close()
+
+
+def _tile_pixels(page, i: int) -> np.ndarray:
+    box = page.locator("[data-cy=looker]").nth(i).bounding_box()
+    png = page.screenshot(clip={k: box[k] for k in ("x", "y", "width", "height")})
+    return np.asarray(Image.open(__import__("io").BytesIO(png)).convert("RGB")).astype(np.float32)
+
+
+def _hex(c: str) -> np.ndarray:
+    return np.array([int(c[k:k + 2], 16) for k in (1, 3, 5)], dtype=np.float32)
+
+
+def _drawn_color(before: np.ndarray, after: np.ndarray, candidates: dict[str, str]) -> tuple[str, float, float]:
+    """Which candidate colour was blended over the photo where the two screenshots differ:
+    ``after = a * colour + (1 - a) * before`` fitted per candidate; the best fit wins."""
+    changed = np.abs(after - before).sum(-1) > 40
+    d, b = (after - before)[changed], before[changed]
+    fits = {}
+    for name, c in candidates.items():
+        v = _hex(c) - b
+        a = float((d * v).sum() / max((v * v).sum(), 1e-6))
+        fits[name] = (float(np.abs(d - a * v).mean()), a)
+    best = min(fits, key=lambda k: fits[k][0])
+    return best, fits[best][1], float(changed.mean())
+
+
+def _dismiss_promo(page):
+    if page.get_by_role("button", name="Dismiss").count():  # the App's Enterprise promo
+        page.get_by_role("button", name="Dismiss").first.click()
+        page.wait_for_timeout(500)
+
+
+def test_review_loop_in_browser(app, artifacts, tmp_path):
+    """Open the low-confidence view the demo prints, see each mask in its class colour (pixels),
+    open the worst sample, Accept in the review panel, land on the next one; reject by keyboard."""
+    import fiftyone.operators as foo
+
+    from .conftest import FAST, URI
+
+    ds, url = app
+    if "ewc_confidence" not in ds.get_field_schema():  # the compute test did not run first
+        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", output_dir=str(tmp_path), **FAST)
+    ds.reload()
+    ds.untag_samples(["ewc:reviewed", "ewc:reject"])
+    order = ds.sort_by("ewc_confidence").values("id")
+    classes = [ds[i].labels.classifications[0].label for i in order]
+    names = ds.mask_targets["ewc_mask"]
+    scheme = next(f for f in ds.app_config.color_scheme.fields if f["path"] == "ewc_mask")
+    colors = {names[m["intTarget"]]: m["color"] for m in scheme["maskTargetsColors"]}
+    assert colors[classes[0]] != colors[classes[1]]
+    shot = lambda page, name: page.screenshot(path=os.path.join(artifacts, name))  # noqa: E731
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/datasets/{DATASET}?view=ewc-low-confidence", wait_until="domcontentloaded")
+            page.wait_for_selector("[data-cy=looker]", timeout=90_000)
+            page.wait_for_timeout(3000)
+            _dismiss_promo(page)
+            if not page.locator("text=ewc-low-confidence").count():  # the server kept another tab's view
+                page.get_by_text("Unsaved view").first.click()
+                page.get_by_text("ewc-low-confidence").first.click()
+            page.wait_for_selector("[data-cy=view-stage-container]", timeout=30_000)
+            page.wait_for_timeout(2000)
+            assert page.locator("text=ewc-low-confidence").count()
+            # the run's sidebar group, with the mask and the confidence switched on
+            page.wait_for_selector("[data-cy='sidebar-group-entry-EWC-FO EWC']", timeout=30_000)
+            box = page.locator("[data-cy=sidebar-field-container-ewc_mask]").locator("xpath=..")
+            checkbox = box.locator("input[type=checkbox]")
+            assert checkbox.is_checked()
+            shot(page, "07_low_confidence_view.png")
+            with_masks = [_tile_pixels(page, i) for i in range(2)]
+            checkbox.click()  # masks off: the pixels that change are the masks' pixels
+            page.wait_for_timeout(2500)
+            without = [_tile_pixels(page, i) for i in range(2)]
+            checkbox.click()
+            page.wait_for_timeout(1500)
+            for i in range(2):
+                best, alpha, frac = _drawn_color(without[i], with_masks[i], colors)
+                assert frac > 0.02, f"tile {i}: the mask changed only {frac:.1%} of the pixels"
+                assert best == classes[i] and 0.2 < alpha <= 1.05, (i, best, alpha, classes)
+
+            # the worst sample, its review panel, Accept: the next worst opens
+            page.locator("[data-cy=looker]").first.click()
+            page.wait_for_selector("text=EWC review", timeout=30_000)
+            page.get_by_text("EWC review").first.click()
+            page.wait_for_selector("text=Review: 0 of 2 done", timeout=30_000)
+            page.wait_for_timeout(1500)
+            overlay = page.locator("img[alt='fused map over the photo, mask outlined']")
+            assert overlay.count() and overlay.first.evaluate("i => i.naturalWidth") > 0
+            assert f"id={order[0]}" in page.url
+            shot(page, "08_review_panel.png")
+            page.get_by_role("button", name="Accept").first.click()
+            page.wait_for_url(re.compile(f"id={order[1]}"), timeout=30_000)  # the next worst sample opened
+            assert "ewc:reviewed" in ds[order[0]].tags
+            page.wait_for_selector("text=Review: 1 of 2 done", timeout=30_000)
+            page.wait_for_timeout(1500)
+            shot(page, "09_after_accept.png")
+
+            # keyboard: backtick, the operator's name, Enter
+            page.keyboard.press("`")
+            search = page.get_by_placeholder("Search operations by name...")
+            search.wait_for(timeout=30_000)
+            search.fill("EWC review: Reject")
+            page.keyboard.press("Enter")
+            for _ in range(30):
+                if "ewc:reject" in ds[order[1]].tags:
+                    break
+                page.wait_for_timeout(1000)
+            assert "ewc:reject" in ds[order[1]].tags
+            page.wait_for_timeout(1500)
+            shot(page, "10_after_keyboard_reject.png")
+            assert not errors, errors
+        finally:
+            browser.close()
+            ds.untag_samples(["ewc:reviewed", "ewc:reject"])

@@ -11,8 +11,10 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import numpy as np
 import pytest
-from fiftyone.operators.executor import ExecutionContext, ExecutionError
+from fiftyone.operators.executor import ExecutionContext
 from PIL import Image
+
+from ewc_fo.engine.errors import ConfigError
 
 from ..fo._data import make_dataset
 from .conftest import FAST, URI
@@ -75,7 +77,9 @@ def test_discovery_in_subprocess(plugin_env):
     assert not got["errors"], got["errors"]
     for name in OPERATORS + ["ewc_review"]:
         assert f"{URI}/{name}" in got["operators"]
-    assert got["secrets"] == [["HF_TOKEN"]]
+    assert got["secrets"] == [["HF_TOKEN", "EWC_FO_EXPORT_ROOT"]]
+    for name in ("review_accept", "review_reject"):
+        assert f"{URI}/{name}" in got["operators"]
 
 
 def test_operator_configs():
@@ -161,12 +165,24 @@ def test_compute_call_writes_fields_and_views(labeled):
     assert "ewc-low-confidence" in ds.list_saved_views()
 
 
-def test_errors_are_clear(labeled):
+def test_errors_are_one_line(labeled):
     ds, _ = labeled
-    with pytest.raises(ExecutionError, match="already labeled"):
-        run("compute_ewc", ds, dict(label_field="labels", prefix="ewc", **FAST))
-    with pytest.raises(ExecutionError, match="unknown classifier"):
-        run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
+    res = run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
+    assert res.error is None and "unknown classifier" in res.result["error"]
+    assert "\n" not in res.result["error"] and "Traceback" not in res.result["error"]
+    assert res.result["error_type"] == "ConfigError"
+    notes = _requests(res, "notify")
+    assert notes and notes[0]["variant"] == "error" and notes[0]["message"] == res.result["error"]
+    # form values that are not numbers: a one-line message naming the field, no ValueError
+    with pytest.raises(Exception, match="^Validation error. Path: batch_size. Reason: a whole number is needed, "
+                                        "got 'four'$"):
+        run("compute_ewc", ds, {"label_field": "labels", "prefix": "bad", **FAST, "batch_size": "four"})
+    form = resolve("compute_ewc", ds, {"batch_size": "four", "mask_weight": "lots", "explain_size": "1.5"})
+    assert set(invalid(form)) >= {"batch_size", "mask_weight", "explain_size"}
+    assert invalid(form)["mask_weight"] == "a number is needed, got 'lots'"
+    # from Python, the ewc-fo exception itself
+    with pytest.raises(ConfigError, match="unknown classifier"):
+        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", prefix="bad", classifier="no-such-model", **FAST)
 
 
 def test_triage_views(labeled):
@@ -202,8 +218,17 @@ def test_evaluate(labeled, tmp_path):
     assert "ewc_eval" in ds.list_evaluations() and "ewc_iou" in ds.get_field_schema()
 
 
-def test_export_coco_and_voc(labeled, tmp_path):
+@pytest.fixture
+def export_root(tmp_path, monkeypatch):
+    root = tmp_path / "exports"
+    root.mkdir()
+    monkeypatch.setenv("EWC_FO_EXPORT_ROOT", str(root))
+    return root
+
+
+def test_export_coco_and_voc(labeled, export_root):
     ds, _ = labeled
+    tmp_path = export_root
     coco = tmp_path / "coco"
     res = run("export_masks", ds, dict(prefix="ewc", format="coco", out_dir=str(coco)))
     assert res.result["num_images"] == 3
@@ -214,10 +239,31 @@ def test_export_coco_and_voc(labeled, tmp_path):
     assert out["num_images"] == 3 and (voc / "SegmentationClass").is_dir()
     # a non-empty target without overwrite is refused in the form
     assert "out_dir" in invalid(resolve("export_masks", ds, {"prefix": "ewc", "out_dir": str(coco)}))
+    # a relative path lands inside the root; the form's default is there too
+    rel = foo.get_operator(f"{URI}/export_masks")(ds, "rel/coco", format="coco", copy_images=False)
+    assert rel["out_dir"] == str(export_root / "rel" / "coco")
+    assert props(resolve("export_masks", ds, {"prefix": "ewc"}))["out_dir"].default.startswith(str(export_root))
+
+
+def test_export_is_confined_to_the_root(labeled, export_root, tmp_path):
+    ds, _ = labeled
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    for path in (str(outside), str(export_root / ".." / "precious"), "../precious", str(export_root)):
+        assert "out_dir" in invalid(resolve("export_masks", ds, {"prefix": "ewc", "out_dir": path})), path
+        with pytest.raises(Exception, match="outside the export root"):
+            run("export_masks", ds, dict(prefix="ewc", format="voc", out_dir=path, overwrite=True))
+    assert (outside / "keep.txt").read_text() == "mine"  # nothing deleted
+    link = export_root / "link"
+    link.symlink_to(outside)  # a link out of the root is outside too
+    with pytest.raises(Exception, match="outside the export root"):
+        run("export_masks", ds, dict(prefix="ewc", format="voc", out_dir=str(link), overwrite=True))
+    assert (outside / "keep.txt").exists()
 
 
 def _panel(ds, method, sid=None, state=None):
-    return run("ewc_review", ds, {"panel_id": "p1", "__method__": method, "state": state or {}},
+    return run("ewc_review", ds, {"panel_id": "p1", "__method__": method, "panel_state": state or {}},
                current_sample=sid)
 
 
@@ -225,32 +271,65 @@ def _requests(res, uri):
     return [r["params"] for r in res.executor.to_json()["requests"] if r["operator_uri"] == uri]
 
 
-def test_review_panel(labeled):
-    ds, _ = labeled
-    low = ds.sort_by("ewc_confidence").values("id")
-    res = _panel(ds, "on_load", low[0])
+def _state(res):
     state = {}
     for p in _requests(res, "patch_panel_state"):  # ctx.panel.set_state patches the App's state
         state.update(p.get("state", {}))
+    return state
+
+
+def test_review_panel(labeled):
+    ds, _ = labeled
+    ds.untag_samples(["ewc:reject", "ewc:reviewed"])
+    low = ds.sort_by("ewc_confidence").values("id")
+    res = _panel(ds, "on_load", low[0])
+    state = _state(res)
     info = state["info"]
     assert info["id"] == low[0] and info["confidence"] is not None
     rows = state["scores"]
     assert {r["explainer"] for r in rows} == {"gradcam", "eigencam"}
     assert sum(r["weight"] for r in rows) == pytest.approx(1.0, abs=1e-2)
-    assert state["fused_url"].startswith("/media?filepath=")
+    assert state["overlay"].startswith("data:image/jpeg;base64,")
     assert info["mask"]["instances"] >= 0 and "coverage_pct" in info["mask"]
-    shown = _requests(res, "show_panel_output")[0]["output"]
-    assert "scores" in json.dumps(shown) and "accept" in json.dumps(shown)
+    assert "0 of 3 done" in state["progress"] and "3 left" in state["progress"]
+    shown = json.dumps(_requests(res, "show_panel_output")[0]["output"])
+    assert "scores" in shown and "accept" in shown and "histogram" in shown
 
-    _panel(ds, "on_accept", low[0])
+    # the grid (no sample open): the panel starts on the least confident sample to review
+    assert _state(_panel(ds, "on_load"))["info"]["id"] == low[0]
+
+    # Accept in the sample view: tagged, and the next worst unreviewed sample opens
+    res = _panel(ds, "on_accept", low[0])
     assert "ewc:reviewed" in ds[low[0]].tags
+    assert _requests(res, "open_sample")[0]["id"] == low[1]
+    st = _state(res)
+    assert st["info"]["id"] == low[1] and "1 accepted, 0 rejected, **2 left**" in st["progress"]
+    # Reject from the grid panel: the sample it shows, then it shows the next one
+    res = _panel(ds, "on_reject", None, state={"info": {"id": low[1]}})
+    assert "ewc:reject" in ds[low[1]].tags and not _requests(res, "open_sample")
+    assert _state(res)["info"]["id"] == low[2]
+    # reject after accept: exclusive
     _panel(ds, "on_reject", low[0])
     assert "ewc:reject" in ds[low[0]].tags and "ewc:reviewed" not in ds[low[0]].tags
 
     res = _panel(ds, "on_next", low[0])
-    assert _requests(res, "open_sample")[0]["id"] == low[1]  # the lowest one not yet reviewed
-    res = _panel(ds, "on_show_maps", low[1])
+    assert _requests(res, "open_sample")[0]["id"] == low[2]  # the lowest one not yet reviewed
+    res = _panel(ds, "on_show_maps", low[2])
     assert _requests(res, "set_active_fields")[0]["fields"] == ["ewc_mask", "ewc_heatmap_fused"]
+    ds.untag_samples(["ewc:reject", "ewc:reviewed"])
+
+
+def test_review_keyboard_operators(labeled):
+    ds, _ = labeled
+    ds.untag_samples(["ewc:reject", "ewc:reviewed"])
+    low = ds.sort_by("ewc_confidence").values("id")
+    res = run("review_accept", ds, {}, current_sample=low[0])
+    assert "ewc:reviewed" in ds[low[0]].tags and res.result["next"] == low[1]
+    assert _requests(res, "open_sample")[0]["id"] == low[1]
+    res = run("review_reject", ds, {}, current_sample=low[1])
+    assert "ewc:reject" in ds[low[1]].tags and res.result["next"] == low[2]
+    assert "ewc-to-review" in ds.list_saved_views()
+    assert ds.load_saved_view("ewc-to-review").values("id") == [low[2]]
     ds.untag_samples(["ewc:reject", "ewc:reviewed"])
 
 
@@ -261,3 +340,33 @@ def test_fit_operator(tmp_path):
     res = foo.get_operator(f"{URI}/fit_classifier")(two_each, "labels", out, fit_size=160)
     assert os.path.exists(out) and res["out"] == out
     assert sorted(res["classes"]) == ["espresso", "missile", "tabby", "tripod"]
+
+
+def test_one_line_errors_in_delegated_runs():
+    """A delegated run fails (the Runs page shows it) with the one-line message, no chained cause."""
+    common = sys.modules[type(foo.get_operator(f"{URI}/compute_ewc")).__module__.rsplit(".", 1)[0] + "._common"]
+
+    class Ctx:
+        delegated = True
+
+    @common.one_line_errors
+    def execute(self, ctx):
+        raise ConfigError("unknown classifier 'x'\nsecond line")
+
+    with pytest.raises(ConfigError) as info:
+        execute(None, Ctx())
+    assert str(info.value) == "unknown classifier 'x'" and info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+def test_export_form_refuses_the_datasets_own_folder(labeled, monkeypatch):
+    """Inside the root too, 'overwrite' never clears a folder holding the dataset's images."""
+    ds, _ = labeled
+    images = os.path.dirname(ds.first().filepath)
+    monkeypatch.setenv("EWC_FO_EXPORT_ROOT", os.path.dirname(images))
+    before = sorted(os.listdir(images))
+    form = resolve("export_masks", ds, {"prefix": "ewc", "format": "voc", "out_dir": images, "overwrite": True})
+    assert "dataset's own files" in invalid(form)["out_dir"]
+    with pytest.raises(Exception, match="dataset's own files"):
+        run("export_masks", ds, dict(prefix="ewc", format="voc", out_dir=images, overwrite=True))
+    assert sorted(os.listdir(images)) == before

@@ -1,0 +1,150 @@
+"""Explanations, confidence and masks for the target samples (``ewc_fo.label``)."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ._common import Progress, call, execution_options, finish, hf_token, md, one_line_errors
+from .forms import (
+    checked_number,
+    error,
+    explainers_input,
+    invalid,
+    label_field_input,
+    prefix_input,
+    segmenter_input,
+    to_number,
+)
+
+#: the form's 0-1 method knobs: (EWCConfig field, label, description)
+KNOBS = (
+    ("class_competition", "Class competition",
+     "0-1: how much a class's maps give way where another class of the image is stronger"),
+    ("mask_weight", "Mask votes", "0-1: how much each explainer votes with the mask its own map prompted"),
+)
+
+
+def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
+    """Every input of the compute form, in order; returns (label field, prefix) when valid."""
+    from ewc_fo.engine.pipeline import EWCConfig
+
+    inputs.view_target(ctx, action_description="Label")
+    field = label_field_input(ctx, inputs)
+    prefix = prefix_input(ctx, inputs)
+    inputs.str("classifier", default="efficientnet_lite0", label="Classifier",
+               description="efficientnet_lite0, torchvision:<name>, timm:<name> or a fitted checkpoint")
+    explainers_input(ctx, inputs)
+    segmenter_input(ctx, inputs)
+    size = inputs.int("explain_size", required=False, label="Explain size",
+                      description="Square side fed to the classifier (empty: the classifier's own)")
+    checked_number(ctx, size, "explain_size", int, lo=32)
+    for key, label, desc in KNOBS:
+        prop = inputs.float(key, default=getattr(EWCConfig, key), label=label, description=desc)
+        checked_number(ctx, prop, key, float, lo=0, hi=1)
+    bs = inputs.int("batch_size", default=4, label="Batch size", description="Images per pass")
+    checked_number(ctx, bs, "batch_size", int, lo=1)
+    inputs.bool("overwrite", default=False, label="Overwrite",
+                description="Delete this prefix's previous run (its fields, files and views) first")
+    inputs.str("output_dir", required=False, label="Output directory",
+               description="Where masks and maps are written (default: next to the dataset)")
+    return field, prefix
+
+
+def check_run(ctx, inputs, prefix: str) -> None:
+    """Say whether the run exists and would resume, or is done (then Overwrite is needed)."""
+    from ewc_fo.fo import runs
+
+    rec = runs.get_run(ctx.dataset, prefix)
+    if rec is None or ctx.params.get("overwrite"):
+        return
+    conf = f"{prefix}_confidence"
+    try:
+        todo = len(ctx.target_view().exists(conf, False).exists(f"{prefix}_error", False))
+    except Exception:
+        return
+    if todo == 0:
+        error(inputs, "run_done", f"Run '{prefix}' already labeled these samples",
+              "Tick Overwrite to redo it, or choose another prefix.")
+        invalid(inputs.get_property("prefix"),
+                f"run '{prefix}' already labeled these samples; tick Overwrite or choose another prefix")
+    else:
+        inputs.view("run_resume", types.Notice(
+            label=f"Run '{prefix}' exists: {todo} unlabeled sample(s) will be added with its settings"))
+
+
+class ComputeEWC(foo.Operator):
+    """Explanations, confidence and masks for the target samples (``ewc_fo.label``)."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_ewc", label="EWC: compute explanations and masks", icon="auto_fix_high",
+            dynamic=True, allow_immediate_execution=True, allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_execution_options(self, ctx):
+        return execution_options(ctx, long_work=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        field, prefix = compute_form(ctx, inputs)
+        if field and prefix:
+            check_run(ctx, inputs, prefix)
+        return types.Property(inputs, view=types.View(label="EWC: compute explanations and masks"))
+
+    @one_line_errors
+    def execute(self, ctx):
+        from ewc_fo.engine.pipeline import EWCConfig
+        from ewc_fo.fo.label import label
+
+        p = ctx.params
+        view = ctx.target_view()
+        kwargs = dict(
+            prefix=p.get("prefix") or "ewc",
+            classifier=p.get("classifier") or "efficientnet_lite0",
+            segmenter=p.get("segmenter") or "auto",
+            sam2_checkpoint=p.get("sam2_checkpoint") or None,
+            batch_size=to_number(p.get("batch_size"), int, "batch_size", lo=1) or 4,
+            overwrite=bool(p.get("overwrite", False)),
+            output_dir=p.get("output_dir") or None,
+        )
+        cfg = {}
+        if p.get("explainers"):
+            cfg["explainers"] = tuple(p["explainers"])
+        if p.get("explain_size"):
+            cfg["explain_size"] = to_number(p["explain_size"], int, "explain_size", lo=32)
+        for key, _, _ in KNOBS:
+            v = to_number(p.get(key), float, key, lo=0, hi=1)
+            if v is not None:
+                cfg[key] = v
+        label_field = p["label_field"]
+        with hf_token(ctx):
+            summary = label(view, label_field, config=EWCConfig(**cfg), progress=Progress(ctx, "labeling"),
+                            progress_bar=False, **kwargs)
+        finish(ctx)
+        return {
+            "prefix": summary.prefix, "labeled": summary.succeeded, "failed": sum(summary.errors.values()),
+            "errors": dict(summary.errors), "already_done": summary.skipped_done, "total": summary.total,
+            "seconds": round(summary.seconds, 2), "segmenter": summary.segmenter, "views": summary.views,
+            "summary": str(summary), "report": md(str(summary)),
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("report", label="Run summary", view=types.MarkdownView())
+        return types.Property(outputs)
+
+    def __call__(self, samples, label_field: str, *, prefix="ewc", classifier="efficientnet_lite0",
+                 explainers=None, segmenter="auto", sam2_checkpoint=None, explain_size=None, batch_size=4,
+                 class_competition=None, mask_weight=None, overwrite=False, output_dir=None, delegate=False):
+        params = dict(label_field=label_field, prefix=prefix, classifier=classifier,
+                      explainers=list(explainers) if explainers else None, segmenter=segmenter,
+                      sam2_checkpoint=sam2_checkpoint, explain_size=explain_size, batch_size=batch_size,
+                      class_competition=class_competition, mask_weight=mask_weight,
+                      overwrite=overwrite, output_dir=output_dir)
+        return call(self.uri, samples, params, delegate)
+
+
+OPERATORS = [ComputeEWC]

@@ -1,0 +1,148 @@
+"""What the review panel shows and does, without any App: sample info, the overlay picture,
+the next sample to review, review tags. Kept apart from the panel so it is testable alone."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+SCORE_KEYS = ("weight", "concentration", "agreement", "quality")
+OVERLAY_WIDTH = 360
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 3)
+
+
+def sample_info(dataset, sample_id: str, prefix: str) -> dict:
+    """Everything the panel shows about one sample, JSON-ready."""
+    import numpy as np
+    from PIL import Image
+
+    s = dataset[sample_id]
+    get = lambda f: s[f] if s.has_field(f) else None  # noqa: E731
+    scores = get(f"{prefix}_scores") or {}
+    rows = [{"explainer": name, **{k: _num(d.get(k)) for k in SCORE_KEYS}}
+            for name, d in sorted(scores.items(), key=lambda kv: -(kv[1].get("weight") or 0))]
+    info = {
+        "id": s.id, "filepath": s.filepath, "tags": list(s.tags), "rows": rows,
+        "confidence": _num(get(f"{prefix}_confidence")), "agreement": _num(get(f"{prefix}_agreement")),
+        "class_confidence": {k: _num(v) for k, v in (get(f"{prefix}_class_confidence") or {}).items()},
+        "error": get(f"{prefix}_error"), "mask": None, "fused_path": None,
+    }
+    heat = get(f"{prefix}_heatmap_fused")
+    if heat is not None and heat.map_path:
+        info["fused_path"] = heat.map_path
+    seg = get(f"{prefix}_mask")
+    if seg is not None and seg.mask_path:
+        targets = dataset.mask_targets.get(f"{prefix}_mask", {})
+        try:
+            m = np.asarray(Image.open(seg.mask_path))
+            ids, counts = np.unique(m, return_counts=True)
+            cover = {targets.get(int(i), str(int(i))): round(100 * c / m.size, 1) for i, c in zip(ids, counts) if i}
+            info["mask"] = {"path": seg.mask_path, "size": list(m.shape[::-1]), "coverage_pct": cover}
+        except OSError as e:
+            info["mask"] = {"path": seg.mask_path, "error": str(e)}
+        inst = get(f"{prefix}_instances")
+        info["mask"]["instances"] = len(inst.detections) if inst is not None else 0
+    return info
+
+
+def overlay_png(dataset, info: dict, prefix: str, width: int = OVERLAY_WIDTH) -> str | None:
+    """The photo with the fused map over it (jet, where it is strong) and the mask's outline in
+    each class's App colour, as a ``data:`` URL for the panel's image (no file written)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from ewc_fo.engine.images import load_image
+    from ewc_fo.fo.app_config import class_colors
+
+    if not info.get("fused_path"):
+        return None
+    try:
+        image = load_image(info["filepath"])
+        h, w = image.shape[:2]
+        fused = np.asarray(Image.open(info["fused_path"]).convert("L").resize((w, h), Image.BILINEAR))
+        mask = None
+        if info.get("mask") and info["mask"].get("path"):
+            mask = np.asarray(Image.open(info["mask"]["path"]).resize((w, h), Image.NEAREST))
+    except OSError:
+        return None
+    heat = cv2.applyColorMap(fused, cv2.COLORMAP_JET)[..., ::-1]
+    alpha = (0.6 * fused.astype(np.float32) / 255.0)[..., None]
+    out = (image * (1 - alpha) + heat * alpha).astype(np.uint8)
+    if mask is not None and mask.any():
+        targets = dataset.mask_targets.get(f"{prefix}_mask", {})
+        colors = class_colors([targets.get(int(i), str(int(i))) for i in np.unique(mask) if i])
+        thick = max(2, round(w / 160))
+        for i in np.unique(mask):
+            if not i:
+                continue
+            hexc = colors[targets.get(int(i), str(int(i)))]
+            rgb = tuple(int(hexc[k:k + 2], 16) for k in (1, 3, 5))
+            contours, _ = cv2.findContours((mask == i).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            out = np.ascontiguousarray(out)
+            cv2.drawContours(out, contours, -1, rgb, thick)
+    pic = Image.fromarray(out)
+    pic.thumbnail((width, width))
+    buf = io.BytesIO()
+    pic.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def next_to_review(samples, prefix: str, exclude: str | None = None) -> str | None:
+    """The least confident sample of ``samples`` nobody has accepted or rejected yet."""
+    from ewc_fo.fo.views import triage_view
+
+    v = triage_view(samples, "to_review", prefix)
+    if exclude:
+        v = v.exclude([exclude])
+    ids = v.limit(1).values("id")
+    return ids[0] if ids else None
+
+
+def set_review_tag(dataset, sample_id: str, tag: str) -> None:
+    """Accept and reject are exclusive: setting one clears the other."""
+    from ewc_fo.fo.views import REJECT_TAG, REVIEWED_TAG
+
+    other = REJECT_TAG if tag == REVIEWED_TAG else REVIEWED_TAG
+    one = dataset.select(sample_id)
+    one.untag_samples(other)
+    one.tag_samples(tag)
+
+
+def markdown(info: dict, prefix: str) -> str:
+    lines = [f"**{info['filepath'].rsplit('/', 1)[-1]}**  ", f"tags: {', '.join(info['tags']) or '—'}", ""]
+    if info["error"]:
+        return "\n".join(lines + [f"Not labeled by run `{prefix}`: {info['error']}"])
+    if info["confidence"] is None:
+        return "\n".join(lines + [f"Not labeled by run `{prefix}` yet."])
+    lines += [f"- confidence: **{info['confidence']}**", f"- explainer agreement: {info['agreement']}"]
+    for c, v in info["class_confidence"].items():
+        lines.append(f"- class `{c}`: confidence {v}")
+    m = info.get("mask")
+    if m:
+        cover = ", ".join(f"{k} {v}%" for k, v in m.get("coverage_pct", {}).items()) or "empty"
+        lines.append(f"- mask `{prefix}_mask`: {cover}; {m.get('instances', 0)} instance(s)")
+    return "\n".join(lines)
+
+
+def progress_markdown(p: dict) -> str:
+    done = p["reviewed"] + p["rejected"]
+    pct = round(100 * done / p["labeled"]) if p["labeled"] else 0
+    return (f"**Review: {done} of {p['labeled']} done ({pct}%)** — {p['reviewed']} accepted, "
+            f"{p['rejected']} rejected, **{p['left']} left** (saved view `{p['view']}`)")
+
+
+def histogram_traces(p: dict) -> list[dict]:
+    """Plotly bars: labeled samples per confidence bin, split into done and still to review."""
+    centers = [round((a + b) / 2, 3) for a, b in zip(p["edges"], p["edges"][1:])]
+    width = (p["edges"][1] - p["edges"][0]) if len(p["edges"]) > 1 else 0.1
+    done = [n - left for n, left in zip(p["counts"], p["left_counts"])]
+    return [
+        {"type": "bar", "name": "to review", "x": centers, "y": p["left_counts"], "width": width,
+         "marker": {"color": "#F38400"}},
+        {"type": "bar", "name": "done", "x": centers, "y": done, "width": width, "marker": {"color": "#008856"}},
+    ]

@@ -1,0 +1,61 @@
+"""``ewc-fo summary``: review progress and the overview picture for any run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ewc_fo
+from ewc_fo.cli import main
+from ewc_fo.engine.pipeline import EWCConfig
+from ewc_fo.engine.segmenters import create_segmenter
+from ewc_fo.fo.summary import review_progress
+
+from ._data import make_dataset
+
+FAST = EWCConfig(explain_size=160, explainers=("gradcam", "eigencam"))
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory):
+    ds = make_dataset(str(tmp_path_factory.mktemp("imgs")), "summary-run", n=4)
+    ewc_fo.label(ds, "labels", prefix="mine", segmenter=create_segmenter("grabcut"), config=FAST, batch_size=2,
+                 progress_bar=False, output_dir=str(tmp_path_factory.mktemp("out")))
+    return ds
+
+
+def test_review_progress(labeled):
+    ds = labeled
+    low = ds.sort_by("mine_confidence").values("id")
+    ds.select(low[0]).tag_samples("ewc:reviewed")
+    ds.select(low[1]).tag_samples("ewc:reject")
+    try:
+        p = review_progress(ds, "mine", bins=5)
+        assert (p["labeled"], p["reviewed"], p["rejected"], p["left"]) == (4, 1, 1, 2)
+        assert sum(p["counts"]) == 4 and sum(p["left_counts"]) == 2 and len(p["edges"]) == 6
+        conf = ds.values("mine_confidence")
+        assert p["counts"] == np.histogram(conf, bins=5, range=(0, 1))[0].tolist()
+        assert ds.load_saved_view("mine-to-review").values("id") == low[2:]
+    finally:
+        ds.untag_samples(["ewc:reviewed", "ewc:reject"])
+
+
+def test_summary_cli_progress_and_png(labeled, tmp_path, capsys):
+    ds = labeled
+    ds.select(ds.first().id).tag_samples("ewc:reviewed")
+    try:
+        png = tmp_path / "over.png"
+        assert main(["summary", ds.name, "--png", str(png), "--png-samples", "3"]) == 0
+    finally:
+        ds.untag_samples("ewc:reviewed")
+    out = capsys.readouterr().out
+    assert "review: 1 accepted, 0 rejected, 3 left of 4 (saved view mine-to-review)" in out
+    assert f"overview of run 'mine': {png}" in out
+    img = np.asarray(Image.open(png))
+    assert img.shape[0] == 3 * (200 + 14)  # one row per sample, 3 asked
+    assert img.shape[1] == 200 * (2 + 2 + 1)  # photo, mask, 2 explainers, fused
+    assert main(["summary", ds.name, "--prefix", "nope", "--png", str(png)]) == 2
+    assert "no ewc-fo run 'nope'" in capsys.readouterr().err
+    assert main(["summary", ds.name, "--png", str(tmp_path)]) == 2  # a folder: checked before any work
+    assert "--png" in capsys.readouterr().err
