@@ -75,6 +75,10 @@ def add_parser(sub) -> None:
     p.add_argument("--output-dir", default=None,
                    help="where masks, heatmaps and maps are written (default: under the FiftyOne dataset dir)")
     p.add_argument("--device", type=chk.device, default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--sample-timeout", type=chk.finite_float, default=600.0, metavar="S",
+                   help="seconds one sample may take before it fails with error kind 'timeout' (0 = no limit)")
+    p.add_argument("--max-classes", type=chk.positive_int, default=64,
+                   help="a sample with more labels fails with a clear error (default 64)")
     add_selection_args(p)
     p.set_defaults(func=run)
 
@@ -90,6 +94,10 @@ def check_args(args) -> None:
     chk.check_explainers(args.explainers)
     chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
     chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
+    if args.sample_timeout < 0:
+        from ..engine.errors import ConfigError
+
+        raise ConfigError(f"--sample-timeout must be >= 0 seconds (0 = no limit), got {args.sample_timeout:g}")
     if args.output_dir is not None:
         chk.check_folder(args.output_dir, "--output-dir")
     args.known_classes = chk.classifier_classes(args.classifier)
@@ -132,8 +140,11 @@ def run(args) -> int:
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
                            config=args.sam2_config or SAM2_TINY_CONFIG, device=args.device)
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
+    from ..engine.budget import Limits
+
+    limits = Limits(sample_timeout_s=args.sample_timeout or None, max_classes=args.max_classes)
     summary = label(view, args.label_field, prefix=args.prefix, classifier=clf, segmenter=seg,
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
-                    output_dir=args.output_dir)
+                    output_dir=args.output_dir, limits=limits)
     print(summary)
     return 0

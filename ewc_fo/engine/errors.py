@@ -38,3 +38,27 @@ class CheckpointError(ConfigError):
     """A checkpoint file is corrupt, unsafe or does not fit the model."""
 
     kind = "checkpoint"
+
+
+class SampleTimeoutError(EWCError):
+    """One sample used up its time budget (``Limits.sample_timeout_s``); the run moves on."""
+
+    kind = "timeout"
+
+
+class FlatImageError(ImageLoadError):
+    """The image is one flat colour: there is nothing to explain or segment."""
+
+    kind = "flat_image"
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The image has more pixels than ewc-fo labels at full size (also PIL decompression bombs)."""
+
+    kind = "image_too_large"
+
+
+class TooManyClassesError(EWCError):
+    """A sample has more image-level labels than ``Limits.max_classes``."""
+
+    kind = "too_many_classes"

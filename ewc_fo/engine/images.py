@@ -3,19 +3,35 @@
 Every image becomes an ``uint8`` RGB array with EXIF orientation applied, so masks line
 up with the picture a reviewer sees. Grayscale, palette, RGBA and 16-bit images are
 converted; anything PIL cannot decode raises :class:`ImageLoadError`.
+
+Images above :data:`MAX_PIXELS` are refused before decoding (:class:`ImageTooLargeError`):
+masks are written at the image's full size, one plane per class and instance, so a
+10000x10000 PNG of 12 KB (a decompression bomb, or a blank scan) would take gigabytes.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import ImageLoadError
+from .errors import FlatImageError, ImageLoadError, ImageTooLargeError
 
 MIN_SIDE = 8
+#: the most pixels an image may have (50 MP: an 8660x5770 photo); ``$EWC_MAX_IMAGE_PIXELS``
+#: overrides it. PIL's own decompression-bomb limit (89 MP warning, 179 MP error) is above it.
+MAX_PIXELS = int(os.environ.get("EWC_MAX_IMAGE_PIXELS", 50_000_000))
+
+
+def _check_pixels(w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"image is {w}x{h} ({w * h / 1e6:.0f} MP); ewc-fo labels images up to "
+            f"{MAX_PIXELS / 1e6:.0f} MP at full size (resize it, or set EWC_MAX_IMAGE_PIXELS)"
+        )
 
 
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -43,12 +59,18 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if not p.is_file():
         raise ImageLoadError(f"image file not found: {p}")
     try:
-        with Image.open(p) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is lower
+            img = Image.open(p)
+        with img:
+            _check_pixels(*img.size)  # from the header: nothing decoded yet
             img.load()  # forces a full decode: truncated files fail here, not later
             img = ImageOps.exif_transpose(img)
             arr = to_rgb_uint8(img)
     except ImageLoadError:
         raise
+    except Image.DecompressionBombError as e:  # above PIL's hard limit, when MAX_PIXELS is raised
+        raise ImageTooLargeError(f"image {p.name} refused as a decompression bomb: {e}") from None
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...)
         raise ImageLoadError(f"cannot decode image {p.name}: {e}") from None
     check_image(arr, source=str(p))
@@ -67,6 +89,7 @@ def check_image(image: np.ndarray, source: str | None = None) -> None:
     if min(h, w) < MIN_SIDE:
         name = f" {source}" if source else ""
         raise ImageLoadError(f"image{name} is {w}x{h} px; both sides must be at least {MIN_SIDE} px")
+    _check_pixels(w, h)
 
 
 def ensure_rgb(image: np.ndarray) -> np.ndarray:
@@ -92,3 +115,20 @@ def ensure_rgb(image: np.ndarray) -> np.ndarray:
     a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
     check_image(a)
     return np.ascontiguousarray(a)
+
+
+#: an image whose every channel spans at most this many grey levels is "flat"
+FLAT_RANGE = 2
+
+
+def check_not_flat(image: np.ndarray) -> None:
+    """Raise :class:`FlatImageError` for a single-colour image (every pixel within
+    ``FLAT_RANGE`` grey levels per channel): no explanation or mask can mean anything, and
+    such images made GrabCut hang (see ``segmenters._one_colour_both_sides``)."""
+    lo = image.reshape(-1, image.shape[-1]).min(0).astype(int)
+    hi = image.reshape(-1, image.shape[-1]).max(0).astype(int)
+    if int((hi - lo).max()) <= FLAT_RANGE:
+        raise FlatImageError(
+            f"the image is one flat colour (RGB {tuple(int(v) for v in lo)}, every pixel within "
+            f"{FLAT_RANGE} grey levels): nothing to segment"
+        )

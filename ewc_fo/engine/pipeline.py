@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 import torch
 
+from .budget import Deadline, Limits
 from .classifier import Classifier, describe
-from .errors import ConfigError, ImageLoadError, NoLabelError
+from .errors import ConfigError, EWCError, ImageLoadError, NoLabelError, TooManyClassesError
 from .explainers import Explainer, ExplainOutput, create_explainer, explain, list_explainers
-from .images import MIN_SIDE, check_image
+from .images import MIN_SIDE, check_image, check_not_flat
 from .limits import check_input_size
 from .prompts import Prompt, PromptConfig, make_prompt
 from .scoring import (
@@ -127,10 +128,12 @@ class EWC:
     >>> results = ewc.run([image], [["tabby"]])
     """
 
-    def __init__(self, classifier: Classifier, segmenter: Segmenter, config: EWCConfig | None = None):
+    def __init__(self, classifier: Classifier, segmenter: Segmenter, config: EWCConfig | None = None,
+                 limits: Limits | None = None):
         self.clf = classifier
         self.segmenter = segmenter
         self.config = config or EWCConfig()
+        self.limits = limits or Limits()  # time/memory bounds: not part of the recorded method
         names = self.config.explainers or DEFAULT_EXPLAINERS
         self.explainers: list[Explainer] = [create_explainer(n) for n in names]
         keys = [e.key for e in self.explainers]
@@ -149,40 +152,88 @@ class EWC:
             "available_explainers": list_explainers(),
         }
 
-    def run(self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str | int]]) -> list[ImageResult]:
-        """Label a batch: ``classes[i]`` lists image i's image-level classes (names or indices)."""
+    def run(self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str | int]], *,
+            errors: str = "raise") -> list[ImageResult]:
+        """Label a batch: ``classes[i]`` lists image i's image-level classes (names or indices).
+
+        ``errors="return"``: a sample's own :class:`EWCError` (bad image or label, a flat
+        image, too many classes, its time budget spent) takes its place in the returned
+        list and the other samples go on; ``"raise"`` raises the first one.
+        """
         if len(images) != len(classes):
             raise ConfigError(f"{len(images)} images but {len(classes)} class lists")
-        cfg = self.config
-        idx = []
-        for cs in classes:
-            if isinstance(cs, (str, int, np.integer)):
-                cs = [cs]  # one label given bare: "tabby", not ["tabby"]
-            if cs is None or not len(cs):
-                raise NoLabelError("an image has no image-level label to explain")
-            ids = list(dict.fromkeys(self.clf.class_index(c) for c in cs))
-            idx.append(ids)
-        for im in images:
-            check_image(im)
-        work = [downscale(im, cfg.max_side) for im in images]
-        for im, wk in zip(images, work):  # name the image's own size, not the working copy's
-            if min(wk.shape[:2]) < MIN_SIDE:
-                raise ImageLoadError(
-                    f"image is {im.shape[1]}x{im.shape[0]} px: too thin to label (scaled to at most "
-                    f"{cfg.max_side} px a side it is {wk.shape[1]}x{wk.shape[0]}, under {MIN_SIDE} px)")
+        if errors not in ("raise", "return"):
+            raise ConfigError(f"errors must be 'raise' or 'return', got {errors!r}")
+        cfg, lim = self.config, self.limits
+        out: list = [None] * len(images)
+        idx, work = {}, {}
+        for i, (im, cs) in enumerate(zip(images, classes)):
+            try:
+                idx[i] = self._class_ids(cs)
+                check_image(im)
+                work[i] = downscale(im, cfg.max_side)
+                _check_working(im, work[i], cfg.max_side)
+            except EWCError as e:
+                if errors == "raise":
+                    raise
+                out[i] = e
+        ok = [i for i in range(len(images)) if out[i] is None]
+        if not ok:
+            return out
         torch.manual_seed(cfg.seed)
-        outs = explain(self.clf, work, idx, self.explainers, size=cfg.explain_size,
-                       scales=cfg.scales, flip=cfg.flip)
-        return [self.segment_explained(im, wk, o) for im, wk, o in zip(images, work, outs)]
+        # the batch's explain pass gets the budget of all its samples
+        batch_budget = None if lim.sample_timeout_s is None else lim.sample_timeout_s * len(ok)
+        try:
+            outs = explain(self.clf, [work[i] for i in ok], [idx[i] for i in ok], self.explainers,
+                           size=cfg.explain_size, scales=cfg.scales, flip=cfg.flip,
+                           chunk=lim.class_chunk, deadline=Deadline(batch_budget, "batch"))
+        except EWCError as e:
+            if errors == "raise":
+                raise
+            return [e if r is None else r for r in out]
+        for i, o in zip(ok, outs):
+            try:
+                out[i] = self.segment_explained(images[i], work[i], o, deadline=Deadline(lim.sample_timeout_s))
+            except EWCError as e:
+                if errors == "raise":
+                    raise
+                out[i] = e
+        return out
+
+    def _class_ids(self, cs) -> list[int]:
+        """Class indices of one sample's labels (deduplicated), within ``limits.max_classes``."""
+        if isinstance(cs, (str, int, np.integer)):
+            cs = [cs]  # one label given bare: "tabby", not ["tabby"]
+        if cs is None or not len(cs):
+            raise NoLabelError("an image has no image-level label to explain")
+        ids = list(dict.fromkeys(self.clf.class_index(c) for c in cs))
+        if len(ids) > self.limits.max_classes:
+            raise TooManyClassesError(
+                f"the sample has {len(ids)} image-level classes; at most {self.limits.max_classes} "
+                "per image are labeled (every class's maps and masks are held until the sample "
+                "is written; raise Limits.max_classes / --max-classes if memory allows)"
+            )
+        return ids
 
     # ------------------------------------------------------------------ one image
 
-    def segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput) -> ImageResult:
+    def segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
+                          deadline: Deadline | None = None) -> ImageResult:
         """Score, fuse, prompt, segment and merge one already-explained image.
 
         ``work`` is ``image`` at the working size (:func:`downscale`) and ``out`` its maps;
         separate from :meth:`run` so maps computed once can be segmented many ways.
+        ``deadline`` is checked between stages and, through ``segmenter.deadline``, inside
+        the segmenter (:class:`SampleTimeoutError` when spent).
         """
+        self.segmenter.deadline = deadline
+        try:
+            return self._segment_explained(image, work, out, deadline or Deadline(None))
+        finally:
+            self.segmenter.deadline = None
+
+    def _segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
+                           deadline: Deadline) -> ImageResult:
         cfg = self.config
         K, C = out.maps.shape[:2]
         H, W = image.shape[:2]
@@ -192,6 +243,7 @@ class EWC:
         conc = [concentration(maps[:, c]) for c in range(C)]
         agree = [agreement(maps[:, c]) for c in range(C)]
 
+        deadline.check("scoring")
         self.segmenter.set_image(work)  # ONE embedding serves every prompt below
         quality, segs, kept = None, None, None
         need_masks = (cfg.use_quality and K > 1) or cfg.mask_weight > 0
@@ -209,6 +261,7 @@ class EWC:
                     for c in range(C) for k in range(K)
                 ]).reshape(C, K)
 
+        deadline.check("explainer masks")
         fused, weights, svals = [], [], []
         for c in range(C):
             s, w = combine(conc[c], agree[c], None if quality is None else quality[c], cfg.score)
@@ -224,6 +277,7 @@ class EWC:
             [make_prompt(f, cfg.prompts) for f in fused]
         )
 
+        deadline.check("final masks")
         results = []
         for c in range(C):
             seg = final[c]
@@ -267,6 +321,8 @@ def compete(maps: np.ndarray, strengths: Sequence[float], amount: float) -> np.n
     With a classifier fitted on co-occurring labels (rider and horse), each class's map
     also lights up its companions; a pixel another class explains better is not a cue.
     """
+    if len(maps) < 2:  # no rival (found by the property tests: np.max of nothing failed)
+        return maps.copy()
     st = np.asarray(strengths, np.float32)
     rel = st / max(float(st.max()), 1e-6)
     ev = maps * rel[:, None, None]
@@ -291,15 +347,24 @@ def merge(fused: np.ndarray, masks: Sequence[np.ndarray], shape: tuple[int, int]
     dtype = np.uint8 if C < 255 else np.uint16
     if C == 0:
         return np.zeros((H, W), dtype)
-    ev = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) if f.shape != (H, W) else f
-                   for f in fused])
+    rel = None
     if strengths is not None:
         st = np.asarray(strengths, np.float32)
-        ev = ev * (st / max(float(st.max()), 1e-6))[:, None, None]
-    ev = np.where(np.stack(masks), ev + 1e-6, -1.0)  # +eps: a covered pixel beats uncovered ones
-    best = ev.argmax(0)
-    covered = ev.max(0) > -1.0
-    return np.where(covered, best + 1, 0).astype(dtype)
+        rel = st / max(float(st.max()), 1e-6)
+    # one class at a time (a running argmax, first class wins ties like np.argmax): memory
+    # is a few full-size planes whatever the number of classes, not C of them
+    best_ev = np.full((H, W), -1.0, np.float32)
+    label = np.zeros((H, W), dtype)
+    for c in range(C):
+        f = fused[c]
+        ev = cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) if f.shape != (H, W) else f
+        if rel is not None:
+            ev = ev * rel[c]
+        ev = np.where(masks[c], ev + 1e-6, -1.0)  # +eps: a covered pixel beats uncovered ones
+        win = ev > best_ev
+        best_ev[win] = ev[win]
+        label[win] = c + 1
+    return label
 
 
 def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -309,6 +374,16 @@ def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
     if s >= 1:
         return image
     return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _check_working(image: np.ndarray, work: np.ndarray, max_side: int) -> None:
+    """The working copy must still be labelable: not too thin (named with the image's own
+    size, not the working copy's) and not one flat colour."""
+    if min(work.shape[:2]) < MIN_SIDE:
+        raise ImageLoadError(
+            f"image is {image.shape[1]}x{image.shape[0]} px: too thin to label (scaled to at most "
+            f"{max_side} px a side it is {work.shape[1]}x{work.shape[0]}, under {MIN_SIDE} px)")
+    check_not_flat(work)
 
 
 def _resize_mask(m: np.ndarray, H: int, W: int) -> np.ndarray:

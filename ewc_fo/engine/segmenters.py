@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .budget import Deadline, call_bounded
 from .errors import ConfigError
 from .prompts import Prompt
 
@@ -56,6 +57,9 @@ class Segmenter:
     """Interface: ``set_image(image)`` once, then ``segment_many(prompts)`` any number of times."""
 
     name = "segmenter"
+    #: the current sample's time budget (set by :class:`~ewc_fo.engine.pipeline.EWC`
+    #: around each sample); backends that can stop between steps check it there
+    deadline: Deadline | None = None
 
     def set_image(self, image: np.ndarray) -> None:
         self._image = image
@@ -204,6 +208,7 @@ class GrabCutSegmenter(Segmenter):
         self._full = image.shape[:2]
         self._levels = {False: self._level(image, self.max_side, self.iterations),
                         True: self._level(image, self.draft_side, self.draft_iterations)}
+        self._dominant = {k: _dominant_colour(v[0]) for k, v in self._levels.items()}
 
     @staticmethod
     def _level(image: np.ndarray, side: int, iterations: int) -> tuple:
@@ -220,6 +225,7 @@ class GrabCutSegmenter(Segmenter):
         if getattr(self, "_levels", None) is None:
             raise RuntimeError("call set_image(image) before segment_many(prompts)")
         level = self._levels[bool(draft)]
+        self._mode_mask = self._dominant[bool(draft)]
         return [self._one(p, *level) for p in prompts]
 
     def _one(self, p: Prompt, img: np.ndarray, bgr: np.ndarray, s: float, iterations: int) -> Segmentation:
@@ -249,13 +255,11 @@ class GrabCutSegmenter(Segmenter):
         for x, y in p.negatives * s:
             cv2.circle(gc, (int(x), int(y)), r, cv2.GC_BGD, -1)
         fgish = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
-        if fgish.all() or not fgish.any():
-            mask = fgish
+        if fgish.all() or not fgish.any() or _one_colour_both_sides(getattr(self, "_mode_mask", None), fgish):
+            mask = fgish  # nothing for colour models to separate: keep the seeds
         else:
-            cv2.setRNGSeed(self.seed)  # GrabCut's GMM init is random: keep runs deterministic
-            bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
             try:
-                cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+                self._grabcut(bgr, gc, iterations)
             except cv2.error as e:  # degenerate seeds (e.g. a single colour): keep the seeds
                 log.debug("grabcut failed: %s", e)
             mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD))
@@ -275,6 +279,25 @@ class GrabCutSegmenter(Segmenter):
             res.masks.append(self._upsample(inst))
             res.qualities.append(float(q))
         return res
+
+    def _grabcut(self, bgr: np.ndarray, gc: np.ndarray, iterations: int) -> None:
+        """``cv2.grabCut`` on ``gc`` in place, one iteration per call, under :func:`call_bounded`.
+
+        Iterating with ``GC_EVAL`` continues from the colour models the previous call left
+        in ``bgd``/``fgd``: the result is bit-identical to one call with all iterations
+        (tested), but the sample's deadline and Ctrl-C are honoured between iterations,
+        and at once even if one iteration never returns (it runs in a daemon thread).
+        """
+
+        def work(stop):
+            cv2.setRNGSeed(self.seed)  # GMM init is random (per-thread RNG): keep runs deterministic
+            bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+            for i in range(iterations):
+                if stop.is_set():
+                    return
+                cv2.grabCut(bgr, gc, None, bgd, fgd, 1, cv2.GC_EVAL if i else cv2.GC_INIT_WITH_MASK)
+
+        call_bounded(work, self.deadline, "GrabCut")
 
     def _upsample(self, m: np.ndarray) -> np.ndarray:
         H, W = self._full
@@ -314,6 +337,38 @@ class GrabCutSegmenter(Segmenter):
     def describe(self) -> dict:
         return {"name": self.name, "iterations": self.iterations, "max_side": self.max_side,
                 "draft_iterations": self.draft_iterations, "draft_side": self.draft_side}
+
+
+#: share of an image's pixels one exact colour must reach before GrabCut's colour models
+#: can degenerate (see :func:`_one_colour_both_sides`)
+DOMINANT_SHARE = 0.9
+
+
+def _dominant_colour(img: np.ndarray) -> np.ndarray | None:
+    """Pixels of ``img``'s most frequent exact colour, if it covers ``DOMINANT_SHARE`` of it."""
+    a = img.reshape(-1, 3).astype(np.int32)
+    codes = (a[:, 0] << 16) | (a[:, 1] << 8) | a[:, 2]
+    vals, counts = np.unique(codes, return_counts=True)
+    top = int(counts.argmax())
+    if counts[top] < DOMINANT_SHARE * len(codes):
+        return None
+    return (codes == vals[top]).reshape(img.shape[:2])
+
+
+def _one_colour_both_sides(mode_mask: np.ndarray | None, fgish: np.ndarray) -> bool:
+    """True when one exact colour fills ``DOMINANT_SHARE`` of both the foreground seeds and
+    the background: the guard that keeps ``cv2.grabCut`` from hanging.
+
+    Measured (OpenCV 4, 320x256, a real prompt): on a flat grey 200 image, or flat with a
+    20-px textured patch or a single odd pixel, the second GrabCut iteration did not
+    return within 5 minutes; both sides' Gaussian mixtures get a zero-variance component
+    at the same colour. A flat object on a textured background, two flat colours, or a
+    flat image with +-1 noise all finish in under 2 s, so only the shared dominant
+    colour is refused. Colour cannot separate such seeds anyway: the seeds are the mask.
+    """
+    if mode_mask is None or mode_mask.shape != fgish.shape:
+        return False
+    return bool(mode_mask[fgish].mean() >= DOMINANT_SHARE and mode_mask[~fgish].mean() >= DOMINANT_SHARE)
 
 
 # ---------------------------------------------------------------- entry point

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import fiftyone as fo
 
+from ..engine.budget import Limits
 from ..engine.classifier import Classifier, load_classifier
 from ..engine.errors import ConfigError, UnknownClassError
 from ..engine.pipeline import EWC, EWCConfig
@@ -125,6 +126,7 @@ def label(
     progress: ProgressFn | None = None,
     progress_bar: bool = True,
     max_samples: int | None = None,
+    limits: Limits | None = None,
 ) -> LabelSummary:
     """Run EWC on every sample of ``samples`` that this run has not finished yet.
 
@@ -141,6 +143,7 @@ def label(
         write_every, flush_seconds: results reach the database every ``write_every``
             samples or ``flush_seconds`` seconds, whichever comes first.
         max_samples: stop after this many samples in this call (the rest stays to resume).
+        limits: per-sample time budget, class chunking, max classes (:class:`Limits`).
         batch_size: images per forward/backward pass (default 4). A resumed run reuses
             the interrupted run's batch size so its results are bit-identical.
     """
@@ -158,7 +161,7 @@ def label(
     clf = classifier if isinstance(classifier, Classifier) else load_classifier(classifier)
     cfg = config or EWCConfig()
     seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(segmenter, checkpoint=sam2_checkpoint)
-    ewc = EWC(clf, seg, cfg)
+    ewc = EWC(clf, seg, cfg, limits)
     exp_keys = [e.key for e in ewc.explainers]
     names = runs.field_names(prefix, exp_keys)
 

@@ -51,7 +51,7 @@ def process_batch(ewc, clf, ids, paths, labels, out_dir, target_id, exp_keys, ke
     if not ok:
         return
     try:
-        results = ewc.run(images, cls)
+        results = ewc.run(images, cls, errors="return")  # a sample's own error stays its own
     except Exception:
         # isolate the culprit: run one by one so one bad sample does not sink the batch
         results = []

@@ -59,6 +59,8 @@ def test_bad_values_are_refused_before_fiftyone_and_torch(tmp_path):
         "--explain-size: must be between 32 and 2048 px, got 0": lab + ["--explain-size", "0"],
         "--explain-size: must be between 32 and 2048 px, got 100000": lab + ["--explain-size", "100000"],
         "--temperature: must be a finite number, got nan": lab + ["--temperature", "nan"],
+        "--sample-timeout must be >= 0 seconds (0 = no limit), got -1": lab + ["--sample-timeout", "-1"],
+        "--max-classes: must be >= 1, got 0": lab + ["--max-classes", "0"],
         "--temperature: must be > 0": lab + ["--temperature", "0"],
         "'banana' is not a device": lab + ["--device", "banana"],
         "--mask-weight: must be between 0 and 1": lab + ["--mask-weight", "1.5"],
