@@ -77,8 +77,9 @@ def test_discovery_in_subprocess(plugin_env):
     assert not got["errors"], got["errors"]
     for name in OPERATORS + ["ewc_review"]:
         assert f"{URI}/{name}" in got["operators"]
-    assert got["secrets"] == [["HF_TOKEN", "EWC_FO_EXPORT_ROOT"]]
-    for name in ("review_accept", "review_reject"):
+    assert got["secrets"] == [["HF_TOKEN", "FIFTYONE_LABELSTUDIO_URL", "FIFTYONE_LABELSTUDIO_API_KEY",
+                                "EWC_FO_EXPORT_ROOT"]]
+    for name in ("review_accept", "review_reject", "send_for_correction", "load_corrections"):
         assert f"{URI}/{name}" in got["operators"]
 
 
