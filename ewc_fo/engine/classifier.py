@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .device import resolve_device
 from .errors import ConfigError, UnknownClassError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,10 +94,12 @@ class Classifier:
             a = np.ascontiguousarray(img)
             if not a.flags.writeable:  # e.g. np.asarray(PIL image): torch warns on read-only arrays
                 a = a.copy()
-            t = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255.0
+            # uint8 to the device first (4x fewer bytes, asynchronous from pinned memory),
+            # then the resize runs there; on CPU ``.to`` is a no-op and nothing changes
+            t = torch.from_numpy(a).to(self.device, non_blocking=True).permute(2, 0, 1)[None].float() / 255.0
             t = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
             out.append(t)
-        x = torch.cat(out).to(self.device)
+        x = torch.cat(out)
         mean = torch.tensor(self.mean, device=x.device)[:, None, None]
         std = torch.tensor(self.std, device=x.device)[:, None, None]
         return (x - mean) / std
@@ -232,6 +235,7 @@ def load_classifier(
     ``allow_pickle=True`` lets a checkpoint that needs unpickling load: only for files you
     trust, since unpickling can run arbitrary code.
     """
+    device = resolve_device(device)  # a missing GPU: one line, before any weights are read
     if isinstance(source, nn.Module):
         if class_names is None:
             raise ConfigError("class_names is required when passing a torch module")

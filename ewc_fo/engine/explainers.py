@@ -40,6 +40,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from .classifier import Classifier
+from .device import autocast
 from .errors import ConfigError
 from .images import check_image
 
@@ -272,6 +273,13 @@ class AttributionExplainer(Explainer):
     """A captum attribution method; maps are |attribution| summed over channels."""
 
     family = "attribution"
+    #: the map is a function of the input gradient alone: the shared pass's backward
+    #: (:func:`_cam_pass`) then serves it, with no forward and backward of its own
+    from_gradient = False
+
+    def from_input_grad(self, x: torch.Tensor, grad: torch.Tensor) -> np.ndarray:
+        """The map from the input and its gradient (only when ``from_gradient``)."""
+        raise NotImplementedError
 
     def attribute(self, clf: Classifier, x: torch.Tensor, rows: list[int]) -> torch.Tensor:
         raise NotImplementedError
@@ -299,6 +307,14 @@ class IntegratedGradientsExplainer(AttributionExplainer):
 
 @register_explainer("input_x_gradient", default=True)
 class InputXGradientExplainer(AttributionExplainer):
+    """captum's InputXGradient; inside :func:`explain` computed from the shared backward
+    as ``input * gradient`` (what captum computes, with the same gradient)."""
+
+    from_gradient = True
+
+    def from_input_grad(self, x, grad):
+        return (x.detach() * grad).abs().sum(1).float().cpu().numpy()
+
     def attribute(self, clf, x, rows):
         from captum.attr import InputXGradient
 
@@ -307,6 +323,11 @@ class InputXGradientExplainer(AttributionExplainer):
 
 @register_explainer("saliency")
 class SaliencyExplainer(AttributionExplainer):
+    from_gradient = True
+
+    def from_input_grad(self, x, grad):
+        return grad.abs().sum(1).float().cpu().numpy()
+
     def attribute(self, clf, x, rows):
         from captum.attr import Saliency
 
@@ -363,6 +384,7 @@ def explain(
     smooth: float = 0.02,
     chunk: int | None = None,
     deadline=None,
+    amp: torch.dtype | None = None,
 ) -> list[ExplainOutput]:
     """Explain every (image, class) pair with every explainer.
 
@@ -372,6 +394,9 @@ def explain(
     while memory grows with ``chunk`` instead of with the number of classes (about
     170 MB per row for EfficientNet-Lite0 at 448 px). ``deadline`` (a
     :class:`~ewc_fo.engine.budget.Deadline`) is checked between chunks.
+    That backward also reaches the input for the gradient-only attributions
+    (input_x_gradient, saliency), so they cost nothing more. ``amp``: autocast dtype of
+    the network passes (bfloat16 on a GPU); the CAM arithmetic stays float32.
     ``smooth`` is the Gaussian sigma, as a fraction of the image side, applied to the
     pixel-level captum attributions so they describe regions, not edges.
     Returns per image maps at the image's own size, each normalised to [0, 1].
@@ -407,6 +432,9 @@ def explain(
         for fl in flips:
             parts: list[list[np.ndarray]] = [[] for _ in range(K)]
             plog = []
+            base_view = sc == base_sc and not fl
+            shared = [k for k, e in enumerate(exps) if base_view and e.family == "attribution"
+                      and e.from_gradient]
             for r0 in range(0, len(rows), step):
                 if deadline is not None:
                     deadline.check("explain")
@@ -414,18 +442,19 @@ def explain(
                 x = x_img[img_of_row[r0:r0 + step]]
                 if fl:
                     x = torch.flip(x, dims=[-1])
-                plog.append(_cam_pass(clf, x, rs, exps, parts, fl))
-                if sc == base_sc and not fl:
+                plog.append(_cam_pass(clf, x, rs, exps, parts, fl, shared, amp))
+                if base_view:
                     for k, e in enumerate(exps):
-                        if e.family == "attribution":
-                            parts[k].append(e.explain(clf, x, rs))
+                        if e.family == "attribution" and k not in shared:
+                            with autocast(x.device, amp):
+                                parts[k].append(e.explain(clf, x, rs))
             for k in range(K):
                 if parts[k]:
                     raw[k].append(np.concatenate(parts[k]))
-            if sc == base_sc and not fl and plog[0] is not None:
+            if base_view and plog[0] is not None:
                 probs = torch.cat(plog)
     if probs is None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(clf.device, amp):
             x_base = clf.preprocess(images, base)
             probs = torch.cat([clf.model(x_base[img_of_row[r0:r0 + step]]).float()
                                for r0 in range(0, len(rows), step)])
@@ -454,10 +483,11 @@ def explain(
     return outputs
 
 
-def _cam_pass(clf, x, rows, exps, raw, flipped) -> torch.Tensor | None:
-    """One forward (+ one backward if any CAM needs gradients) serving every CAM."""
+def _cam_pass(clf, x, rows, exps, raw, flipped, shared=(), amp=None) -> torch.Tensor | None:
+    """One forward (+ one backward if any CAM needs gradients) serving every CAM, and the
+    explainers in ``shared`` (indices) from the same backward's input gradient."""
     cams = [(k, e) for k, e in enumerate(exps) if e.family == "cam"]
-    if not cams:
+    if not cams and not shared:
         return None
     names = sorted({e.layer_name(clf) for _, e in cams}, key=list(clf.layers).index)
     outs: dict[str, torch.Tensor] = {}
@@ -468,12 +498,13 @@ def _cam_pass(clf, x, rows, exps, raw, flipped) -> torch.Tensor | None:
         return hook
 
     handles = [clf.layers[n].register_forward_hook(keep(n)) for n in names]
-    need_grad = any(e.uses_gradients for _, e in cams)
+    need_grad = any(e.uses_gradients for _, e in cams) or bool(shared)
+    xin = x.detach().requires_grad_(need_grad)
     try:
-        with torch.set_grad_enabled(need_grad):
+        with torch.set_grad_enabled(need_grad), autocast(x.device, amp):
             # the input requires grad so a frozen model (no trainable parameters) still
-            # builds a graph; autograd.grad below never computes the input's gradient
-            logits = clf.model(x.detach().requires_grad_(need_grad))
+            # builds a graph; its gradient is computed only when ``shared`` asks for it
+            logits = clf.model(xin).float()
     finally:
         for h in handles:
             h.remove()
@@ -484,11 +515,14 @@ def _cam_pass(clf, x, rows, exps, raw, flipped) -> torch.Tensor | None:
     grads: dict[str, np.ndarray] = {}
     if need_grad:
         target = logits[torch.arange(len(rows)), torch.tensor(rows)].sum()
-        gs = torch.autograd.grad(target, [outs[n] for n in names], allow_unused=True)
+        gs = torch.autograd.grad(target, [outs[n] for n in names] + ([xin] if shared else []),
+                                 allow_unused=True)
         for n, g in zip(names, gs):
             if g is None:
                 raise ConfigError(f"CAM layer {n!r} does not influence the classifier output")
             grads[n] = g.detach().float().cpu().numpy()
+        for k in shared:  # reduced to (N, h, w) on the device before it leaves
+            raw[k].append(exps[k].from_input_grad(xin, gs[-1].detach().float()))
     acts = {n: outs[n].detach().float().cpu().numpy() for n in names}
     outs.clear()  # drop the graph-holding tensors before the CAM maths
     for k, e in cams:

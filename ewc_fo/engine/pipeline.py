@@ -6,7 +6,12 @@ The FiftyOne layer (``ewc_fo.fo``) streams datasets through it.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import cv2
@@ -15,6 +20,7 @@ import torch
 
 from .budget import Deadline, Limits
 from .classifier import Classifier, describe
+from .device import autocast_dtype, cpu_count, empty_cache, is_oom
 from .errors import ConfigError, EWCError, ImageLoadError, NoLabelError, TooManyClassesError
 from .explainers import Explainer, ExplainOutput, create_explainer, explain, list_explainers
 from .images import MIN_SIDE, check_image, check_not_flat
@@ -30,6 +36,8 @@ from .scoring import (
     pairwise_agreement,
 )
 from .segmenters import Segmentation, Segmenter
+
+log = logging.getLogger(__name__)
 
 #: explainers used when none are named: CAMs from two layers plus a captum attribution.
 #: EigenCAM is opt-in: it is class-agnostic, so on multi-class images every class gets the
@@ -129,11 +137,19 @@ class EWC:
     """
 
     def __init__(self, classifier: Classifier, segmenter: Segmenter, config: EWCConfig | None = None,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, *, precision: str = "auto"):
         self.clf = classifier
         self.segmenter = segmenter
         self.config = config or EWCConfig()
         self.limits = limits or Limits()  # time/memory bounds: not part of the recorded method
+        #: execution, not method (so not in the config): "auto" = bfloat16 autocast on a
+        #: GPU, float32 on CPU; "bf16" / "fp32" force one
+        self.precision = precision
+        self._amp = autocast_dtype(self.clf.device, precision)
+        #: threads for the per-image steps of a batch; None = every core this process may use
+        self.workers: int | None = None
+        #: seconds spent per stage since creation (benchmarks read and reset it)
+        self.timings: dict[str, float] = defaultdict(float)
         names = self.config.explainers or DEFAULT_EXPLAINERS
         self.explainers: list[Explainer] = [create_explainer(n) for n in names]
         keys = [e.key for e in self.explainers]
@@ -159,7 +175,24 @@ class EWC:
         ``errors="return"``: a sample's own :class:`EWCError` (bad image or label, a flat
         image, too many classes, its time budget spent) takes its place in the returned
         list and the other samples go on; ``"raise"`` raises the first one.
+
+        Out of accelerator memory on a batch, the batch is split in halves and each half
+        retried (recursively, down to one image), so a too-large batch costs time, not the run.
         """
+        try:
+            return self._run_batch(images, classes, errors)
+        except Exception as e:
+            if not is_oom(e) or len(images) < 2:
+                raise
+            empty_cache(self.clf.device)
+            h = len(images) // 2
+            log.warning("out of memory on a batch of %d images: retrying as %d + %d",
+                        len(images), h, len(images) - h)
+            return self.run(images[:h], classes[:h], errors=errors) + \
+                self.run(images[h:], classes[h:], errors=errors)
+
+    def _run_batch(self, images: Sequence[np.ndarray], classes: Sequence[Sequence[str | int]],
+                   errors: str = "raise") -> list:
         if len(images) != len(classes):
             raise ConfigError(f"{len(images)} images but {len(classes)} class lists")
         if errors not in ("raise", "return"):
@@ -171,7 +204,8 @@ class EWC:
             try:
                 idx[i] = self._class_ids(cs)
                 check_image(im)
-                work[i] = downscale(im, cfg.max_side)
+                with self._stage("downscale"):
+                    work[i] = downscale(im, cfg.max_side)
                 _check_working(im, work[i], cfg.max_side)
             except EWCError as e:
                 if errors == "raise":
@@ -184,21 +218,43 @@ class EWC:
         # the batch's explain pass gets the budget of all its samples
         batch_budget = None if lim.sample_timeout_s is None else lim.sample_timeout_s * len(ok)
         try:
-            outs = explain(self.clf, [work[i] for i in ok], [idx[i] for i in ok], self.explainers,
-                           size=cfg.explain_size, scales=cfg.scales, flip=cfg.flip,
-                           chunk=lim.class_chunk, deadline=Deadline(batch_budget, "batch"))
+            with self._stage("explain"):
+                outs = explain(self.clf, [work[i] for i in ok], [idx[i] for i in ok], self.explainers,
+                               size=cfg.explain_size, scales=cfg.scales, flip=cfg.flip,
+                               chunk=lim.class_chunk, deadline=Deadline(batch_budget, "batch"),
+                               amp=self._amp)
         except EWCError as e:
             if errors == "raise":
                 raise
             return [e if r is None else r for r in out]
+        # the whole batch at once (one SAM2 encoder pass, one pool of cuts), on the batch's budget
+        try:
+            res = self.segment_batch([images[i] for i in ok], [work[i] for i in ok], outs,
+                                     deadline=Deadline(batch_budget, "batch"))
+            for i, r in zip(ok, res):
+                out[i] = r
+            return out
+        except EWCError:
+            if errors == "raise":
+                raise
+        # a sample failed or the batch ran out of time: each sample alone, on its own budget,
+        # so only the culprit gets the error
         for i, o in zip(ok, outs):
             try:
                 out[i] = self.segment_explained(images[i], work[i], o, deadline=Deadline(lim.sample_timeout_s))
             except EWCError as e:
-                if errors == "raise":
-                    raise
                 out[i] = e
         return out
+
+    @contextmanager
+    def _stage(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.clf.device.type == "cuda":  # charge queued GPU work to its own stage
+                torch.cuda.synchronize(self.clf.device)
+            self.timings[name] += time.perf_counter() - t
 
     def _class_ids(self, cs) -> list[int]:
         """Class indices of one sample's labels (deduplicated), within ``limits.max_classes``."""
@@ -215,7 +271,7 @@ class EWC:
             )
         return ids
 
-    # ------------------------------------------------------------------ one image
+    # ------------------------------------------------------------------ a batch
 
     def segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
                           deadline: Deadline | None = None) -> ImageResult:
@@ -226,58 +282,101 @@ class EWC:
         ``deadline`` is checked between stages and, through ``segmenter.deadline``, inside
         the segmenter (:class:`SampleTimeoutError` when spent).
         """
-        self.segmenter.deadline = deadline
+        return self.segment_batch([image], [work], [out], deadline=deadline)[0]
+
+    def segment_batch(self, images: Sequence[np.ndarray], work: Sequence[np.ndarray],
+                      outs: Sequence[ExplainOutput], deadline: Deadline | None = None) -> list[ImageResult]:
+        """:meth:`segment_explained` for a whole batch, the segmenter working batch-wide:
+        the batch is set once (SAM2: one image-encoder pass), then every explainer prompt
+        of every image is cut in one call, then every fused prompt in one more.
+        ``deadline`` bounds the whole batch (checked as in :meth:`segment_explained`)."""
+        self.segmenter.deadline = deadline  # set first: GrabCut's per-image copies carry it
         try:
-            return self._segment_explained(image, work, out, deadline or Deadline(None))
+            return self._segment_batch(images, work, outs, deadline or Deadline(None))
         finally:
             self.segmenter.deadline = None
 
-    def _segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
-                           deadline: Deadline) -> ImageResult:
+    def _segment_batch(self, images, work, outs, deadline: Deadline) -> list[ImageResult]:
+        cfg = self.config
+        with self._stage("prepare"):
+            states = self._map(self._prepare, images, work, outs)
+        deadline.check("scoring")
+        with self._stage("segmenter_set"):
+            self.segmenter.set_images(list(work))
+        need_masks = (cfg.use_quality and len(self.explainers) > 1) or cfg.mask_weight > 0
+        if need_masks or cfg.keep_explainer_masks:
+            with self._stage("segment_explainers"):
+                prompts = [s.per_exp for s in states]
+                segs = self.segmenter.segment_images(prompts, draft=cfg.draft_quality) if need_masks \
+                    else [None] * len(states)
+                # ablations compare against full-quality masks
+                kept = segs if (need_masks and not cfg.draft_quality) or not cfg.keep_explainer_masks \
+                    else self.segmenter.segment_images(prompts, draft=False)
+            for s, sg, kp in zip(states, segs, kept):
+                s.segs, s.kept = sg, (kp if cfg.keep_explainer_masks else None)
+        deadline.check("explainer masks")
+        with self._stage("fuse"):
+            self._map(self._fuse, states)
+        with self._stage("segment_fused"):
+            finals = self.segmenter.segment_images([s.final_prompts for s in states])
+        deadline.check("final masks")
+        with self._stage("merge"):
+            return self._map(self._finish, states, finals)
+
+    def _map(self, fn, *args) -> list:
+        """``[fn(*a) for a in zip(*args)]``, images on a thread pool: the per-image steps are
+        numpy/OpenCV work that frees the GIL, and each image's result depends on it alone."""
+        items = list(zip(*args))
+        n = min(len(items), self.workers or cpu_count())
+        if n <= 1:
+            return [fn(*a) for a in items]
+        with ThreadPoolExecutor(n, thread_name_prefix="ewc") as pool:
+            return list(pool.map(lambda a: fn(*a), items))
+
+    def _prepare(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput) -> _Work:
+        """Class competition, per-explainer scores and each explainer's own prompts."""
         cfg = self.config
         K, C = out.maps.shape[:2]
-        H, W = image.shape[:2]
         maps = out.maps
         if cfg.class_competition > 0 and C > 1:  # every explainer's maps, so singles compare fairly
             maps = np.stack([compete(m, out.scores, cfg.class_competition) for m in maps])
-        conc = [concentration(maps[:, c]) for c in range(C)]
-        agree = [agreement(maps[:, c]) for c in range(C)]
-
-        deadline.check("scoring")
-        self.segmenter.set_image(work)  # ONE embedding serves every prompt below
-        quality, segs, kept = None, None, None
+        st = _Work(image=image, work=work, out=out, maps=maps,
+                   conc=[concentration(maps[:, c]) for c in range(C)],
+                   agree=[agreement(maps[:, c]) for c in range(C)])
         need_masks = (cfg.use_quality and K > 1) or cfg.mask_weight > 0
         if need_masks or cfg.keep_explainer_masks:
-            per_exp = [make_prompt(maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
-            if need_masks:
-                segs = self.segmenter.segment_many(per_exp, draft=cfg.draft_quality)
-            if cfg.keep_explainer_masks:  # ablations compare against full-quality masks
-                kept = segs if segs is not None and not cfg.draft_quality else \
-                    self.segmenter.segment_many(per_exp, draft=False)
-            if cfg.use_quality and K > 1:
-                quality = np.array([
-                    mask_consistency(maps[k, c], segs[c * K + k].mask)
-                    * (segs[c * K + k].quality if cfg.score.segmenter_score else 1.0)
-                    for c in range(C) for k in range(K)
-                ]).reshape(C, K)
+            st.per_exp = [make_prompt(maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
+        return st
 
-        deadline.check("explainer masks")
-        fused, weights, svals = [], [], []
+    def _fuse(self, st: _Work) -> None:
+        """Explainer weights from the scores (and their masks' quality), fused maps, final prompts."""
+        cfg = self.config
+        maps, segs = st.maps, st.segs
+        K, C = maps.shape[:2]
+        if segs is not None and cfg.use_quality and K > 1:
+            st.quality = np.array([
+                mask_consistency(maps[k, c], segs[c * K + k].mask)
+                * (segs[c * K + k].quality if cfg.score.segmenter_score else 1.0)
+                for c in range(C) for k in range(K)
+            ]).reshape(C, K)
+        fused = []
         for c in range(C):
-            s, w = combine(conc[c], agree[c], None if quality is None else quality[c], cfg.score)
+            s, w = combine(st.conc[c], st.agree[c], None if st.quality is None else st.quality[c], cfg.score)
             evidence = maps[:, c]
             if cfg.mask_weight > 0:
                 masks = np.stack([segs[c * K + k].mask for k in range(K)]).astype(np.float32)
                 evidence = (1 - cfg.mask_weight) * evidence + cfg.mask_weight * masks
             fused.append(fuse(evidence, w))
-            weights.append(w)
-            svals.append(s)
-        fused = np.stack(fused) if C else np.zeros((0, *work.shape[:2]), np.float32)
-        final: list[Segmentation] = self.segmenter.segment_many(
-            [make_prompt(f, cfg.prompts) for f in fused]
-        )
+            st.weights.append(w)
+        st.fused = np.stack(fused) if C else np.zeros((0, *st.work.shape[:2]), np.float32)
+        st.final_prompts = [make_prompt(f, cfg.prompts) for f in st.fused]
 
-        deadline.check("final masks")
+    def _finish(self, st: _Work, final: list[Segmentation]) -> ImageResult:
+        """Confidence per class, masks at full size, and the merged label map."""
+        cfg = self.config
+        out, maps, fused, quality = st.out, st.maps, st.fused, st.quality
+        K, C = maps.shape[:2]
+        H, W = st.image.shape[:2]
         results = []
         for c in range(C):
             seg = final[c]
@@ -291,10 +390,10 @@ class EWC:
             conf = float(agree_c ** a * mask_term ** (1 - a)) if mask_w.any() else 0.0
             scores = {
                 out.names[k]: {
-                    "concentration": float(conc[c][k]),
-                    "agreement": float(agree[c][k]),
+                    "concentration": float(st.conc[c][k]),
+                    "agreement": float(st.agree[c][k]),
                     "quality": float(quality[c][k]) if quality is not None else float("nan"),
-                    "weight": float(weights[c][k]),
+                    "weight": float(st.weights[c][k]),
                 }
                 for k in range(K)
             }
@@ -305,13 +404,32 @@ class EWC:
                 instances=[(_resize_mask(m, H, W), qq) for m, qq in zip(seg.masks, seg.qualities)],
                 quality=q, mass_inside=mass, confidence=conf, scores=scores,
                 empty=not seg.masks,
-                explainer_masks={out.names[k]: kept[c * K + k].mask for k in range(K)}
-                if kept is not None else None,
+                explainer_masks={out.names[k]: st.kept[c * K + k].mask for k in range(K)}
+                if st.kept is not None else None,
             ))
         label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
         agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
         return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence)
+
+
+@dataclass
+class _Work:
+    """One image on its way through :meth:`EWC.segment_batch` (between the segmenter rounds)."""
+
+    image: np.ndarray
+    work: np.ndarray
+    out: ExplainOutput
+    maps: np.ndarray
+    conc: list
+    agree: list
+    per_exp: list[Prompt] = field(default_factory=list)
+    segs: list[Segmentation] | None = None
+    kept: list[Segmentation] | None = None
+    quality: np.ndarray | None = None
+    weights: list = field(default_factory=list)
+    fused: np.ndarray | None = None
+    final_prompts: list[Prompt] = field(default_factory=list)
 
 
 def compete(maps: np.ndarray, strengths: Sequence[float], amount: float) -> np.ndarray:

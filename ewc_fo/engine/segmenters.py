@@ -2,19 +2,25 @@
 
 One interface, two backends, one entry point (:func:`create_segmenter`):
 
-- ``sam2``: the real ``sam2`` package (``SAM2ImagePredictor``). ``set_image`` computes the
-  image embedding once; every prompt on that image (each explainer's quality prompt and
-  the final fused prompt) is then decoded from it, all regions of all prompts in a single
-  batched ``predict`` call. Quality = SAM2's predicted IoU.
+- ``sam2`` (:mod:`.sam2_segmenter`): the real ``sam2`` package (``SAM2ImagePredictor``).
+  ``set_images`` embeds a whole batch in one image-encoder pass; every prompt of the
+  batch (each explainer's quality prompt, then the fused ones) is decoded from those
+  embeddings. Quality = SAM2's predicted IoU.
 - ``grabcut``: OpenCV GrabCut seeded from the same boxes and points (and the soft map),
-  for machines with no SAM2 checkpoint. Quality is documented in :class:`GrabCutSegmenter`.
+  for machines with no SAM2 checkpoint; a batch's cuts run on a thread pool. Quality is
+  documented in :class:`GrabCutSegmenter`.
+
+Two ways in: ``set_image`` + ``segment_many`` (one image), or ``set_images`` +
+``segment_images`` (a batch; what :class:`~ewc_fo.engine.pipeline.EWC` uses).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
-import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +28,7 @@ import cv2
 import numpy as np
 
 from .budget import Deadline, call_bounded
+from .device import cpu_count, resolve_device
 from .errors import ConfigError
 from .prompts import Prompt
 
@@ -78,102 +85,26 @@ class Segmenter:
     def describe(self) -> dict:
         return {"name": self.name}
 
+    # A batch of images at once. EWC segments in two rounds (each explainer's prompts,
+    # then the fused ones), so the batch is set once and decoded twice. The defaults go
+    # image by image; backends override them to share work across the batch.
 
-# ---------------------------------------------------------------- SAM2
+    def set_images(self, images: Sequence[np.ndarray]) -> None:
+        """Prepare a whole batch (SAM2: one image-encoder pass for all of it)."""
+        self._batch_images = list(images)
 
-SAM2_DEFAULT_MODEL = "facebook/sam2.1-hiera-tiny"
-SAM2_TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-
-
-class SAM2Segmenter(Segmenter):
-    """SAM2 through ``SAM2ImagePredictor``: one embedding per image, all prompts batched."""
-
-    name = "sam2"
-
-    def __init__(self, predictor, source: str = "custom"):
-        self.predictor = predictor
-        self.source = source
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike | None, config: str = SAM2_TINY_CONFIG,
-                        device: str = "cpu") -> SAM2Segmenter:
-        """Build from a local checkpoint + its config; ``checkpoint=None`` = random weights (tests)."""
-        with warnings.catch_warnings():  # sam2 calls the deprecated torch.jit.script on import
-            warnings.simplefilter("ignore", FutureWarning)
-            from sam2.build_sam import build_sam2
-            from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            raise ConfigError(f"SAM2 checkpoint not found: {checkpoint}")
-        try:
-            with warnings.catch_warnings():  # torch.jit.script deprecation inside sam2
-                warnings.simplefilter("ignore", FutureWarning)
-                model = build_sam2(config, str(checkpoint) if checkpoint else None, device=device)
-                predictor = SAM2ImagePredictor(model)
-        except Exception as e:
-            raise ConfigError(f"cannot build SAM2 from config {config!r} and {checkpoint}: {e}") from None
-        src = str(checkpoint) if checkpoint else f"random-init:{config}"
-        return cls(predictor, src)
-
-    @classmethod
-    def from_pretrained(cls, model_id: str = SAM2_DEFAULT_MODEL, device: str = "cpu") -> SAM2Segmenter:
-        """Download (once, cached by huggingface_hub) and build a SAM2 model by hub id."""
-        with warnings.catch_warnings():  # sam2 calls the deprecated torch.jit.script on import
-            warnings.simplefilter("ignore", FutureWarning)
-            from sam2.sam2_image_predictor import SAM2ImagePredictor
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                pred = SAM2ImagePredictor.from_pretrained(model_id, device=device)
-        except Exception as e:
-            raise ConfigError(f"cannot load SAM2 {model_id!r} (offline, or unknown id?): {e}") from None
-        return cls(pred, model_id)
-
-    def set_image(self, image: np.ndarray) -> None:
-        import torch
-
-        self._shape = image.shape[:2]
-        with torch.inference_mode():
-            self.predictor.set_image(image)
-
-    def segment_many(self, prompts: list[Prompt], draft: bool = False) -> list[Segmentation]:
-        import torch  # draft is ignored: decoding from the shared embedding is already cheap
-
-        if getattr(self, "_shape", None) is None:
-            raise RuntimeError("call set_image(image) before segment_many(prompts)")
-        h, w = self._shape
-        out = [Segmentation(shape=(h, w)) for _ in prompts]
-        boxes, points, labels, owner = [], [], [], []
-        for j, p in enumerate(prompts):
-            for r in p.regions:
-                pts = np.concatenate([r.points, p.negatives]) if len(p.negatives) else r.points
-                lab = np.r_[np.ones(len(r.points)), np.zeros(len(p.negatives))]
-                boxes.append(r.box)
-                points.append(pts)
-                labels.append(lab)
-                owner.append(j)
-        if not boxes:
-            return out
-        n = max(len(p) for p in points)
-        pc = np.zeros((len(points), max(n, 1), 2), np.float32)
-        pl = -np.ones((len(points), max(n, 1)), np.float32)  # -1 = padding, ignored by SAM
-        for i, (pt, lb) in enumerate(zip(points, labels)):
-            pc[i, : len(pt)] = pt
-            pl[i, : len(lb)] = lb
-        with torch.inference_mode():
-            masks, ious, _ = self.predictor.predict(
-                point_coords=pc, point_labels=pl, box=np.stack(boxes), multimask_output=False
-            )
-        masks = np.asarray(masks).reshape(len(boxes), -1, h, w)[:, 0] > 0
-        ious = np.asarray(ious).reshape(len(boxes), -1)[:, 0]
-        for i, j in enumerate(owner):
-            out[j].masks.append(masks[i])
-            out[j].qualities.append(float(np.clip(ious[i], 0, 1)))
+    def segment_images(self, prompts: Sequence[Sequence[Prompt]], draft: bool = False) -> list[list[Segmentation]]:
+        """``prompts[i]`` on image i of the last :meth:`set_images`; one list per image."""
+        images = getattr(self, "_batch_images", None)
+        if images is None:
+            raise RuntimeError("call set_images(images) before segment_images(prompts)")
+        if len(prompts) != len(images):
+            raise ValueError(f"{len(prompts)} prompt lists for {len(images)} images")
+        out = []
+        for im, ps in zip(images, prompts):
+            self.set_image(im)
+            out.append(self.segment_many(list(ps), draft=draft))
         return out
-
-    def describe(self) -> dict:
-        return {"name": self.name, "checkpoint": self.source}
 
 
 # ---------------------------------------------------------------- GrabCut
@@ -338,6 +269,47 @@ class GrabCutSegmenter(Segmenter):
         return {"name": self.name, "iterations": self.iterations, "max_side": self.max_side,
                 "draft_iterations": self.draft_iterations, "draft_side": self.draft_side}
 
+    # ------------------------------------------------------------ a batch on a thread pool
+
+    #: threads for :meth:`segment_images`; None = every core this process may use.
+    #: Results do not depend on it: each cut seeds OpenCV's RNG, which is per thread.
+    workers: int | None = None
+
+    def set_images(self, images: Sequence[np.ndarray]) -> None:
+        """One prepared copy of this segmenter per image, so threads share no state."""
+        views = []
+        for im in images:
+            v = copy.copy(self)
+            v._views = None
+            v.set_image(im)
+            views.append(v)
+        self._views = views
+
+    def segment_images(self, prompts: Sequence[Sequence[Prompt]], draft: bool = False) -> list[list[Segmentation]]:
+        """Every (image, prompt) cut of the batch on a thread pool (OpenCV frees the GIL)."""
+        views = getattr(self, "_views", None)
+        if views is None:
+            raise RuntimeError("call set_images(images) before segment_images(prompts)")
+        if len(prompts) != len(views):
+            raise ValueError(f"{len(prompts)} prompt lists for {len(views)} images")
+        tasks = [(i, p) for i, ps in enumerate(prompts) for p in ps]
+
+        def cut(task):
+            i, p = task
+            return views[i].segment_many([p], draft=draft)[0]
+
+        n = min(len(tasks), self.workers or cpu_count())
+        if n <= 1:
+            done = [cut(t) for t in tasks]
+        else:
+            with ThreadPoolExecutor(n, thread_name_prefix="grabcut") as pool:
+                done = list(pool.map(cut, tasks))
+        out, k = [], 0
+        for ps in prompts:
+            out.append(done[k:k + len(ps)])
+            k += len(ps)
+        return out
+
 
 #: share of an image's pixels one exact colour must reach before GrabCut's colour models
 #: can degenerate (see :func:`_one_colour_both_sides`)
@@ -373,9 +345,13 @@ def _one_colour_both_sides(mode_mask: np.ndarray | None, fgish: np.ndarray) -> b
 
 # ---------------------------------------------------------------- entry point
 
+# the SAM2 backend lives in its own module (it needs the base classes above); re-exported here
+from .sam2_segmenter import SAM2_DEFAULT_MODEL, SAM2_TINY_CONFIG, SAM2Segmenter  # noqa: E402, F401
+
 
 def create_segmenter(name: str = "auto", *, checkpoint: str | None = None,
-                     config: str = SAM2_TINY_CONFIG, device: str = "cpu", **kw) -> Segmenter:
+                     config: str = SAM2_TINY_CONFIG, device: str = "cpu", precision: str = "auto",
+                     compile: bool = False, **kw) -> Segmenter:
     """``"sam2"`` (checkpoint path, or a hub id like ``facebook/sam2.1-hiera-tiny``),
     ``"grabcut"``, or ``"auto"``: SAM2 when a checkpoint is given or found in
     ``$EWC_SAM2_CHECKPOINT``, else GrabCut with a single clear warning."""
@@ -392,15 +368,18 @@ def create_segmenter(name: str = "auto", *, checkpoint: str | None = None,
     if name == "sam2":
         if checkpoint is None:
             raise ConfigError("the sam2 segmenter needs a checkpoint path or a Hugging Face model id")
+        dev = resolve_device(device)  # a missing GPU fails here, before any model is built
+        opts = {"precision": precision, "compile": compile}
         if Path(checkpoint).exists() or checkpoint == "random":
             return SAM2Segmenter.from_checkpoint(None if checkpoint == "random" else checkpoint,
-                                                 config, device)
+                                                 config, dev, **opts)
         if _looks_like_path(str(checkpoint)):  # a typo'd path is not a hub id: say so
             raise ConfigError(f"SAM2 checkpoint not found: {checkpoint}")
-        return SAM2Segmenter.from_pretrained(checkpoint, device)
+        return SAM2Segmenter.from_pretrained(checkpoint, dev, **opts)
     raise ConfigError(f"unknown segmenter {name!r}: use 'sam2', 'grabcut' or 'auto'")
 
 
 def _looks_like_path(s: str) -> bool:
     return s.endswith((".pt", ".pth", ".ckpt", ".safetensors")) or s.startswith(("/", ".", "~")) \
         or os.sep in s.replace("/", "", 1) or s.count("/") > 1
+

@@ -28,6 +28,7 @@ import fiftyone as fo
 from ..engine.budget import Limits
 from ..engine.classifier import Classifier, load_classifier
 from ..engine.errors import ConfigError, UnknownClassError
+from ..engine.loading import load_batches
 from ..engine.pipeline import EWC, EWCConfig
 from ..engine.segmenters import Segmenter, create_segmenter
 from . import runs
@@ -127,6 +128,7 @@ def label(
     progress_bar: bool = True,
     max_samples: int | None = None,
     limits: Limits | None = None,
+    loader_workers: int | None = None,
 ) -> LabelSummary:
     """Run EWC on every sample of ``samples`` that this run has not finished yet.
 
@@ -146,6 +148,8 @@ def label(
         limits: per-sample time budget, class chunking, max classes (:class:`Limits`).
         batch_size: images per forward/backward pass (default 4). A resumed run reuses
             the interrupted run's batch size so its results are bit-identical.
+        loader_workers: processes decoding images ahead (default: none on CPU, several
+            on a GPU; ``engine.loading.default_workers``).
     """
     t0 = time.perf_counter()
     runs.check_prefix(prefix)
@@ -237,19 +241,18 @@ def label(
     bar = _bar(budget, progress_bar)
     pending: list[tuple[str, dict]] = []
     done, last_flush = 0, time.perf_counter()
+    plan = _plan(all_ids, todo, batch_size, budget)
+    path_of = dict(zip(all_ids, samples.values("filepath")))
+    # images are decoded ahead by DataLoader workers while the model works on the batch before
+    loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in plan], workers=loader_workers,
+                          device=clf.device)
     try:
-        for start in range(0, len(all_ids), batch_size):
-            if done >= budget:
-                break
-            chunk = all_ids[start:start + batch_size]
-            missing = [i for i in chunk if i in todo]
-            if not missing:
-                continue
+        for (chunk, missing), images in zip(plan, loaded):
             batch = samples.select(chunk, ordered=True)
-            paths = batch.values("filepath")
+            paths = [path_of[i] for i in chunk]
             labels = _read_labels(batch, label_field, kind)
             for sid, vals in process_batch(ewc, clf, chunk, paths, labels, out_dir, target_id, exp_keys,
-                                      keep=set(missing)):
+                                           keep=set(missing), loaded=images):
                 pending.append((sid, vals))
                 if "error" in vals:
                     summary.errors[vals["error_kind"]] += 1
@@ -264,6 +267,7 @@ def label(
                 progress(done, budget)
         summary.write_seconds += flush(dataset, pending, names)
     finally:
+        loaded.close()  # stops the decoding workers if the run ends early
         bar.close()
     summary.processed = done
     finished = not _has_todo(samples, names)
@@ -275,6 +279,20 @@ def label(
     configure_app(dataset, prefix, label_field, list(names.values()))
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _plan(all_ids: list[str], todo: set[str], batch_size: int, budget: int) -> list[tuple[list, list]]:
+    """(batch ids, its unfinished ids) for each batch this call will run, in order."""
+    plan, n = [], 0
+    for start in range(0, len(all_ids), batch_size):
+        if n >= budget:
+            break
+        chunk = all_ids[start:start + batch_size]
+        missing = [i for i in chunk if i in todo]
+        if missing:
+            plan.append((chunk, missing))
+            n += len(missing)
+    return plan
 
 
 def _comparable(described: dict) -> dict:

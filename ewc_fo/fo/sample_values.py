@@ -27,20 +27,24 @@ from .class_labels import class_confidence_labels
 log = logging.getLogger(__name__)
 
 
-def process_batch(ewc, clf, ids, paths, labels, out_dir, target_id, exp_keys, keep):
+def process_batch(ewc, clf, ids, paths, labels, out_dir, target_id, exp_keys, keep, loaded=None):
     """Yield (sample id, field values) for the samples of a batch that are in ``keep``.
 
     The whole batch is explained (so results do not depend on what was already done), but
     files and values are produced only for ``keep``; per-sample failures become error values.
+    ``loaded``: the batch's images already decoded (``engine.loading.load_batches``), an
+    array or the error reading it raised per sample; None reads ``paths`` here.
     """
     images, cls, ok = [], [], []
-    for sid, path, labs in zip(ids, paths, labels):
+    for k, (sid, path, labs) in enumerate(zip(ids, paths, labels)):
         try:
             if not labs:
                 raise NoLabelError("sample has no image-level label")
             for c in labs:
                 clf.class_index(c)
-            img = load_image(path)
+            img = load_image(path) if loaded is None else loaded[k]
+            if isinstance(img, EWCError):
+                raise img
         except EWCError as e:
             if sid in keep:
                 yield sid, {"error": str(e), "error_kind": e.kind}

@@ -145,8 +145,9 @@ def test_bad_samples_get_errors_and_the_run_goes_on(tmp_path, clf):
         classifications=[fo.Classification(label="not-a-class")])))
     ds = fo.Dataset("label-bad-samples")
     ds.add_samples(samples)
+    # two decoding worker processes: bad files come back from them as their errors
     s = ewc_fo.label(ds, "labels", classifier=clf, segmenter=create_segmenter("grabcut"),
-                     config=FAST, batch_size=3, progress_bar=False)
+                     config=FAST, batch_size=3, progress_bar=False, loader_workers=2)
     assert s.succeeded == 5
     assert dict(s.errors) == {"unreadable_image": 2, "no_label": 1, "unknown_class": 1}
     kinds = dict(zip(ds.values("filepath"), ds.values("ewc_error_kind")))
