@@ -217,11 +217,11 @@ def test_out_of_memory_splits_the_batch_and_retries(tiny_clf, monkeypatch):
     sizes = []
     real = ewc._run_batch
 
-    def fake(images, cls):
+    def fake(images, cls, errors="raise"):
         sizes.append(len(images))
         if len(images) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real(images, cls)
+        return real(images, cls, errors)
 
     monkeypatch.setattr(ewc, "_run_batch", fake)
     got = ewc.run(imgs, classes)
@@ -234,14 +234,14 @@ def test_out_of_memory_splits_the_batch_and_retries(tiny_clf, monkeypatch):
 def test_out_of_memory_on_one_image_and_other_errors_propagate(tiny_clf, monkeypatch):
     ewc = EWC(tiny_clf, GrabCutSegmenter(), FAST)
 
-    def oom(images, cls):
+    def oom(images, cls, errors="raise"):
         raise RuntimeError("CUDA error: out of memory")
 
     monkeypatch.setattr(ewc, "_run_batch", oom)
     with pytest.raises(RuntimeError, match="out of memory"):
         ewc.run([synthetic_image()], [[0]])
 
-    def other(images, cls):
+    def other(images, cls, errors="raise"):
         raise ValueError("not memory")
 
     monkeypatch.setattr(ewc, "_run_batch", other)
