@@ -11,10 +11,14 @@ W concurrent writers (processes, each the driver's own ``flush`` with ``write_ev
 batches) to a mongod server: samples written per second, and each writer's peak memory
 at S/10 and S samples (flat: a writer holds one batch, not the run).
 
-Both parts start a private ``mongod`` (FiftyOne's binary) and delete it afterwards.
+Both parts start a private ``mongod`` (FiftyOne's binary) and delete it afterwards. Ray
+binds the machine's outward address (it never uses loopback), so run the benchmark inside
+a network namespace with only ``lo`` up (root), where every connection stays on 127.0.0.1:
 
-    python benchmarks/scale.py                       # 24 images; 100k samples, 4 writers
-    python benchmarks/scale.py --images 8 --samples 20000
+    ip netns add ewcbench && ip netns exec ewcbench ip link set lo up
+    ip netns exec ewcbench python benchmarks/scale.py      # 24 images; 100k samples, 4 writers
+    ip netns exec ewcbench python benchmarks/scale.py --images 8 --samples 20000
+    ip netns del ewcbench
 """
 
 from __future__ import annotations

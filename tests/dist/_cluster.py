@@ -55,6 +55,7 @@ class NetnsCluster:
             "FIFTYONE_DO_NOT_TRACK": "true",
             "FIFTYONE_DEFAULT_DATASET_DIR": os.path.join(self.tmp, "datasets"),
             "FIFTYONE_SHOW_PROGRESS_BARS": "false",
+            "FIFTYONE_PLUGINS_DIR": os.path.join(REPO, "plugins"),
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_AUTH_MODE": "disabled",
             # notice a dead node in ~3 s, not ~30 s

@@ -4,6 +4,7 @@ itself stays outside it, so it reaches the database and the cluster only through
     python -m tests.dist._scenario make NAME N IMGDIR
     python -m tests.dist._scenario label NAME OUTDIR [--ray ADDR] [--workers N] [--cpus C]
                                          [--status FILE] [--write-every K]
+    python -m tests.dist._scenario operator NAME OUTDIR --ray ADDR [--workers N]
     python -m tests.dist._scenario dump NAME OUTDIR JSON
     python -m tests.dist._scenario wait-nodes N
 """
@@ -72,6 +73,20 @@ def label(a) -> None:
     _status(a.status, finished=True, succeeded=summary.succeeded, skipped=summary.skipped_done,
             errors=dict(summary.errors), **state)
     print(summary)
+
+
+def operator(a) -> None:
+    """The plugin's compute operator, run on the cluster (``ray_address``); prints its result."""
+    import fiftyone as fo
+    import fiftyone.operators as foo
+
+    fo.config.plugins_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "plugins")
+    ds = fo.load_dataset(a.name)
+    res = foo.get_operator("@ewc-fo/ewc/compute_ewc")(
+        ds, "labels", segmenter="grabcut", explain_size=CFG["explain_size"], batch_size=2,
+        output_dir=a.outdir, ray_address=a.ray, workers=a.workers)
+    print(json.dumps({k: v for k, v in res.result.items() if k in ("labeled", "already_done", "failed")}))
 
 
 def _digest(path: str) -> str:
@@ -162,6 +177,12 @@ def main() -> None:
     lab.add_argument("--status", default=None)
     lab.add_argument("--write-every", type=int, default=32)
     lab.set_defaults(func=label)
+    o = sub.add_parser("operator")
+    o.add_argument("name")
+    o.add_argument("outdir")
+    o.add_argument("--ray", required=True)
+    o.add_argument("--workers", type=int, default=2)
+    o.set_defaults(func=operator)
     d = sub.add_parser("dump")
     d.add_argument("name")
     d.add_argument("outdir")

@@ -177,9 +177,8 @@ def test_database_lost_gives_a_clear_error_and_resume_finishes(cluster, referenc
     assert len(marked) < N
     for n in marked:
         assert partial["samples"][n] == reference["samples"][n]
-    p, status = _start_label(cluster, "killdb", "--workers", "2")
-    _finish(p)
-    with open(status) as f:
-        st = json.load(f)
-    assert st["skipped"] == len(marked) and st["succeeded"] == N - len(marked)
+    # resumed through the plugin's compute operator, with its Ray cluster address field
+    out = cluster.scenario("operator", "killdb", f"{cluster.tmp}/out/killdb", "--ray", cluster.address).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res == {"labeled": N - len(marked), "already_done": len(marked), "failed": 0}
     _assert_identical(_dump(cluster, "killdb"), reference)
