@@ -25,6 +25,7 @@ import torch
 torch.set_num_threads(1)
 
 CFG = dict(explain_size=96)
+BAD = 5  # index of the sample whose image is unreadable
 
 
 def _status(path: str | None, **kw) -> None:
@@ -42,6 +43,9 @@ def make(a) -> None:
 
     ds = make_dataset(a.imgdir, a.name, n=a.n)
     ds.persistent = True
+    # one unreadable image: it must fail alone, never its batch
+    with open(ds.values("filepath")[BAD], "wb") as f:
+        f.write(b"not an image")
 
 
 def label(a) -> None:
