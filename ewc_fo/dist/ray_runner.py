@@ -152,7 +152,7 @@ def label_on_ray(
         classifier, **(classifier_options or {}))
     seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(
         segmenter, checkpoint=sam2_checkpoint, **(segmenter_options or {}))
-    with claim, _database_errors("preparing the run"):
+    with claim as held, _database_errors("preparing the run"):
         plan = prepare_run(samples, label_field, prefix=prefix, classifier=clf,
                            segmenter=seg, sam2_checkpoint=sam2_checkpoint, config=config,
                            batch_size=batch_size, overwrite=overwrite, output_dir=output_dir,
@@ -178,7 +178,9 @@ def label_on_ray(
             actors = [actor_cls.remote(spec) for _ in range(workers)]
             if on_workers is not None:
                 on_workers(ray.get([a.info.remote() for a in actors]))
-            _drive(plan, actors, budget, write_every, flush_seconds, progress, progress_bar)
+            # never write after another process took the prefix over (claims.py)
+            check = getattr(held, "check", None) or (lambda: None)
+            _drive(plan, actors, budget, write_every, flush_seconds, progress, progress_bar, check)
         finally:
             for a in actors:
                 ray.kill(a)
@@ -200,7 +202,7 @@ def _init_ray(address: str) -> None:
 
 
 def _drive(plan, actors, budget: int, write_every: int, flush_seconds: float,
-           progress: ProgressFn | None, progress_bar: bool) -> None:
+           progress: ProgressFn | None, progress_bar: bool, check: Callable[[], None]) -> None:
     """Keep every actor fed, collect finished batches as they come, write them in batches."""
     import ray
 
@@ -240,9 +242,11 @@ def _drive(plan, actors, budget: int, write_every: int, flush_seconds: float,
                     progress(done, budget)
             if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
                 with _database_errors(f"writing {len(pending)} results"):
+                    check()
                     summary.write_seconds += flush(plan.dataset, pending, plan.names)
                 pending, last_flush = [], time.perf_counter()
         with _database_errors(f"writing {len(pending)} results"):
+            check()
             summary.write_seconds += flush(plan.dataset, pending, plan.names)
     finally:
         bar.close()

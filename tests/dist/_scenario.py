@@ -125,7 +125,11 @@ def dump(a) -> None:
             path = path.replace(sid, name)
         return path
 
+    imgdir = os.path.dirname(ds.first().filepath)
+
     def norm(v):
+        if isinstance(v, str):  # error messages name the image: each dataset has its own copy
+            v = v.replace(imgdir, "<images>")
         if isinstance(v, dict):
             return {k: norm(x) for k, x in v.items() if k not in ("_id", "id")}
         if isinstance(v, list):
