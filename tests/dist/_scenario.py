@@ -90,7 +90,8 @@ def operator(a) -> None:
     res = foo.get_operator("@ewc-fo/ewc/compute_ewc")(
         ds, "labels", segmenter="grabcut", explain_size=CFG["explain_size"], batch_size=2,
         output_dir=a.outdir, ray_address=a.ray, workers=a.workers)
-    print(json.dumps({k: v for k, v in res.result.items() if k in ("labeled", "already_done", "failed")}))
+    res = getattr(res, "result", res)  # an ExecutionResult, or its result when run immediately
+    print(json.dumps({k: v for k, v in res.items() if k in ("labeled", "already_done", "failed")}))
 
 
 def _digest(path: str) -> str:
