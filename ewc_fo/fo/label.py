@@ -269,7 +269,8 @@ def prepare_run(
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")  # before anything is declared
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
-    if len(samples) == 0:
+    # not len(): on a whole dataset it is MongoDB's estimated count, 0 after a database crash
+    if not samples.limit(1).values("id"):
         raise ConfigError("the view is empty: nothing to label")
     kind = label_kind(samples, label_field)
     if label_field.startswith(f"{prefix}_"):
