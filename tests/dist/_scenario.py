@@ -114,7 +114,8 @@ def dump(a) -> None:
     ds = fo.load_dataset(a.name)
     rec = ds.get_run_info("ewc").config.serialize() if "ewc" in ds.list_runs() else {}
     fields = sorted(f for f in ds.get_field_schema() if f.startswith("ewc_"))
-    out = {"n_samples": len(ds), "fields": fields, "status": rec.get("status"),
+    # not len(ds): MongoDB's estimated count, 0 after the database was killed
+    out = {"n_samples": len(ds.values("id")), "fields": fields, "status": rec.get("status"),
            "views": rec.get("views"), "samples": {}}
     root = os.path.abspath(a.outdir)
 
