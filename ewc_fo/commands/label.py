@@ -80,6 +80,16 @@ def add_parser(sub) -> None:
     p.add_argument("--max-classes", type=chk.positive_int, default=64,
                    help="a sample with more labels fails with a clear error (default 64)")
     add_selection_args(p)
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: 'auto' (the one `ray start` made), host:6379 or "
+                   "ray://host:10001 (docs/scale.md)")
+    p.add_argument("--workers", type=chk.positive_int, default=1,
+                   help="with --ray: actors, each holding the models once")
+    p.add_argument("--gpus-per-worker", type=chk.finite_float, default=0.0,
+                   help="with --ray: GPUs per actor (a worker given one uses it; --device is for in-process runs)")
+    p.add_argument("--threads-per-worker", type=chk.positive_int, default=None,
+                   help="with --ray: torch threads per actor (default: this machine's count, "
+                   "which keeps results bit-identical to an in-process run)")
     p.set_defaults(func=run)
 
 
@@ -100,6 +110,10 @@ def check_args(args) -> None:
         raise ConfigError(f"--sample-timeout must be >= 0 seconds (0 = no limit), got {args.sample_timeout:g}")
     if args.output_dir is not None:
         chk.check_folder(args.output_dir, "--output-dir")
+    if args.gpus_per_worker < 0:
+        from ..engine.errors import ConfigError
+
+        raise ConfigError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     args.known_classes = chk.classifier_classes(args.classifier)
 
 
@@ -132,17 +146,31 @@ def run(args) -> int:
     check_classes(view_classes(view, args.label_field, kind), args.known_classes, args.classifier)
     chk.check_device(args.device)  # imports torch; nothing is loaded or declared yet
 
+    from ..engine.budget import Limits
     from ..engine.classifier import load_classifier
     from ..engine.segmenters import SAM2_TINY_CONFIG, create_segmenter
     from ..fo.label import label
 
     cfg = build_config(args)
+    limits = Limits(sample_timeout_s=args.sample_timeout or None, max_classes=args.max_classes)
+    if args.ray:
+        from ..dist.ray_runner import label_on_ray
+
+        summary = label_on_ray(
+            view, args.label_field, ray_address=args.ray, workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker, threads_per_worker=args.threads_per_worker,
+            prefix=args.prefix, classifier=args.classifier, segmenter=args.segmenter,
+            sam2_checkpoint=args.sam2_checkpoint,
+            classifier_options={"allow_pickle": args.trust_checkpoint},
+            segmenter_options={"config": args.sam2_config or SAM2_TINY_CONFIG},
+            config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
+            output_dir=args.output_dir, limits=limits,
+        )
+        print(summary)
+        return 0
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
                            config=args.sam2_config or SAM2_TINY_CONFIG, device=args.device)
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
-    from ..engine.budget import Limits
-
-    limits = Limits(sample_timeout_s=args.sample_timeout or None, max_classes=args.max_classes)
     summary = label(view, args.label_field, prefix=args.prefix, classifier=clf, segmenter=seg,
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
                     output_dir=args.output_dir, limits=limits)

@@ -110,6 +110,49 @@ def default_output_dir(dataset: fo.Dataset, prefix: str) -> str:
     return os.path.join(fo.config.default_dataset_dir, "ewc_fo", name, prefix)
 
 
+@dataclass
+class RunPlan:
+    """Everything a run decided before its first batch: shared by every executor
+    (in-process here, a Ray cluster in ``ewc_fo.dist``) so they label the same batches."""
+
+    samples: fo.Dataset | fo.DatasetView
+    dataset: fo.Dataset
+    label_field: str
+    kind: str
+    prefix: str
+    ewc: EWC
+    clf: Classifier
+    names: dict[str, str]
+    exp_keys: list[str]
+    target_id: dict[str, int]
+    out_dir: str
+    batch_size: int
+    record: dict
+    all_ids: list[str]
+    todo: set[str]
+    summary: LabelSummary
+
+    def batches(self, budget: int):
+        """Yield ``(chunk, missing)`` at fixed positions of the whole view, stopping once
+        ``budget`` samples are planned. A batch with any unfinished sample is recomputed
+        whole, so a resumed run sees exactly the batches an uninterrupted run saw (batch
+        composition changes conv arithmetic in the last bits) and writes only what is missing."""
+        planned = 0
+        for start in range(0, len(self.all_ids), self.batch_size):
+            if planned >= budget:
+                return
+            chunk = self.all_ids[start:start + self.batch_size]
+            missing = [i for i in chunk if i in self.todo]
+            if missing:
+                planned += len(missing)
+                yield chunk, missing
+
+    def inputs(self, chunk: list[str]) -> tuple[list[str], list[list[str]]]:
+        """File paths and image-level labels of a batch, in ``chunk`` order."""
+        batch = self.samples.select(chunk, ordered=True)
+        return batch.values("filepath"), _read_labels(batch, self.label_field, self.kind)
+
+
 def label(
     samples: fo.Dataset | fo.DatasetView,
     label_field: str,
@@ -129,6 +172,10 @@ def label(
     max_samples: int | None = None,
     limits: Limits | None = None,
     loader_workers: int | None = None,
+    ray_address: str | None = None,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    threads_per_worker: int | None = None,
 ) -> LabelSummary:
     """Run EWC on every sample of ``samples`` that this run has not finished yet.
 
@@ -150,13 +197,91 @@ def label(
             the interrupted run's batch size so its results are bit-identical.
         loader_workers: processes decoding images ahead (default: none on CPU, several
             on a GPU; ``engine.loading.default_workers``).
+        ray_address: run the batches on a Ray cluster (``"auto"``, ``"host:6379"`` or
+            ``"ray://host:10001"``) with ``workers`` actors of ``gpus_per_worker`` GPUs and
+            ``threads_per_worker`` torch threads (default: this process's count, which
+            keeps results bit-identical to an in-process run); see docs/scale.md.
     """
+    if ray_address:
+        from ..dist.ray_runner import label_on_ray
+
+        return label_on_ray(
+            samples, label_field, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, threads_per_worker=threads_per_worker, prefix=prefix,
+            classifier=classifier, segmenter=segmenter, sam2_checkpoint=sam2_checkpoint, config=config,
+            batch_size=batch_size, write_every=write_every, flush_seconds=flush_seconds,
+            overwrite=overwrite, output_dir=output_dir, progress=progress, progress_bar=progress_bar,
+            max_samples=max_samples, limits=limits,
+        )
     t0 = time.perf_counter()
+    plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier, segmenter=segmenter,
+                       sam2_checkpoint=sam2_checkpoint, config=config, batch_size=batch_size,
+                       overwrite=overwrite, output_dir=output_dir, limits=limits)
+    summary, dataset, names = plan.summary, plan.dataset, plan.names
+    budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
+    bar = _bar(budget, progress_bar)
+    pending: list[tuple[str, dict]] = []
+    done, last_flush = 0, time.perf_counter()
+    batches = list(plan.batches(budget))
+    path_of = dict(zip(plan.all_ids, plan.samples.values("filepath")))
+    # images are decoded ahead by DataLoader workers while the model works on the batch before
+    loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in batches], workers=loader_workers,
+                          device=plan.clf.device)
+    try:
+        for (chunk, missing), images in zip(batches, loaded):
+            paths, labels = plan.inputs(chunk)
+            for sid, vals in process_batch(plan.ewc, plan.clf, chunk, paths, labels, plan.out_dir,
+                                           plan.target_id, plan.exp_keys, keep=set(missing),
+                                           loaded=images):
+                pending.append((sid, vals))
+                count_outcome(summary, vals)
+            done += len(missing)
+            if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
+                summary.write_seconds += flush(dataset, pending, names)
+                pending, last_flush = [], time.perf_counter()
+            bar.update(len(missing))
+            if progress:
+                progress(done, budget)
+        summary.write_seconds += flush(dataset, pending, names)
+    finally:
+        loaded.close()  # stops the decoding workers if the run ends early
+        bar.close()
+    summary.processed = done
+    finish_run(plan)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def count_outcome(summary: LabelSummary, vals: dict) -> None:
+    if "error" in vals:
+        summary.errors[vals["error_kind"]] += 1
+    else:
+        summary.succeeded += 1
+
+
+def prepare_run(
+    samples: fo.Dataset | fo.DatasetView,
+    label_field: str,
+    *,
+    prefix: str,
+    classifier: str | Classifier,
+    segmenter: str | Segmenter,
+    sam2_checkpoint: str | None,
+    config: EWCConfig | None,
+    batch_size: int | None,
+    overwrite: bool,
+    output_dir: str | None,
+    limits: Limits | None = None,
+) -> RunPlan:
+    """Check ownership and settings, declare every output field and save the run record:
+    all schema changes happen here, before any batch runs (concurrent field additions
+    race in FiftyOne, voxel51/fiftyone#3185)."""
     runs.check_prefix(prefix)
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")  # before anything is declared
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
-    if len(samples) == 0:
+    # not len(): on a whole dataset it is MongoDB's estimated count, 0 after a database crash
+    if not samples.limit(1).values("id"):
         raise ConfigError("the view is empty: nothing to label")
     kind = label_kind(samples, label_field)
     if label_field.startswith(f"{prefix}_"):
@@ -168,7 +293,6 @@ def label(
     ewc = EWC(clf, seg, cfg, limits)
     exp_keys = [e.key for e in ewc.explainers]
     names = runs.field_names(prefix, exp_keys)
-
     # ---- ownership: never touch a field this package did not create
     record = runs.get_run(dataset, prefix)
     schema = dataset.get_field_schema()
@@ -229,70 +353,24 @@ def label(
     }
     runs.save_run(dataset, prefix, record)
 
-    # ---- work list: samples without a completion marker. Batches are cut at fixed
-    # positions of the whole view, and a batch with any unfinished sample is recomputed
-    # whole, so a resumed run sees exactly the batches an uninterrupted run saw (batch
-    # composition changes conv arithmetic in the last bits) and writes only what is missing.
     all_ids = samples.values("id")
     todo = set(samples.exists(names["confidence"], False).exists(names["error"], False).values("id"))
     summary = LabelSummary(prefix=prefix, total=len(all_ids), skipped_done=len(all_ids) - len(todo),
                            segmenter=seg.name, output_dir=out_dir)
-    budget = len(todo) if max_samples is None else min(max_samples, len(todo))
-    bar = _bar(budget, progress_bar)
-    pending: list[tuple[str, dict]] = []
-    done, last_flush = 0, time.perf_counter()
-    plan = _plan(all_ids, todo, batch_size, budget)
-    path_of = dict(zip(all_ids, samples.values("filepath")))
-    # images are decoded ahead by DataLoader workers while the model works on the batch before
-    loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in plan], workers=loader_workers,
-                          device=clf.device)
-    try:
-        for (chunk, missing), images in zip(plan, loaded):
-            batch = samples.select(chunk, ordered=True)
-            paths = [path_of[i] for i in chunk]
-            labels = _read_labels(batch, label_field, kind)
-            for sid, vals in process_batch(ewc, clf, chunk, paths, labels, out_dir, target_id, exp_keys,
-                                           keep=set(missing), loaded=images):
-                pending.append((sid, vals))
-                if "error" in vals:
-                    summary.errors[vals["error_kind"]] += 1
-                else:
-                    summary.succeeded += 1
-            done += len(missing)
-            if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
-                summary.write_seconds += flush(dataset, pending, names)
-                pending, last_flush = [], time.perf_counter()
-            bar.update(len(missing))
-            if progress:
-                progress(done, budget)
-        summary.write_seconds += flush(dataset, pending, names)
-    finally:
-        loaded.close()  # stops the decoding workers if the run ends early
-        bar.close()
-    summary.processed = done
-    finished = not _has_todo(samples, names)
-    if finished:
-        summary.views = create_triage_views(dataset, prefix)
-        record["views"] = summary.views
-        record["status"] = "complete"
-    runs.save_run(dataset, prefix, record)
-    configure_app(dataset, prefix, label_field, list(names.values()))
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    return RunPlan(samples=samples, dataset=dataset, label_field=label_field, kind=kind, prefix=prefix,
+                   ewc=ewc, clf=clf, names=names, exp_keys=exp_keys, target_id=target_id,
+                   out_dir=out_dir, batch_size=batch_size, record=record, all_ids=all_ids, todo=todo,
+                   summary=summary)
 
 
-def _plan(all_ids: list[str], todo: set[str], batch_size: int, budget: int) -> list[tuple[list, list]]:
-    """(batch ids, its unfinished ids) for each batch this call will run, in order."""
-    plan, n = [], 0
-    for start in range(0, len(all_ids), batch_size):
-        if n >= budget:
-            break
-        chunk = all_ids[start:start + batch_size]
-        missing = [i for i in chunk if i in todo]
-        if missing:
-            plan.append((chunk, missing))
-            n += len(missing)
-    return plan
+def finish_run(plan: RunPlan) -> None:
+    """Mark the run complete (and make its triage views) once no sample is left unmarked."""
+    if not _has_todo(plan.samples, plan.names):
+        plan.summary.views = create_triage_views(plan.dataset, plan.prefix)
+        plan.record["views"] = plan.summary.views
+        plan.record["status"] = "complete"
+    runs.save_run(plan.dataset, plan.prefix, plan.record)
+    configure_app(plan.dataset, plan.prefix, plan.label_field, list(plan.names.values()))
 
 
 def _comparable(described: dict) -> dict:
@@ -330,6 +408,9 @@ def _declare_fields(dataset: fo.Dataset, names: dict[str, str]) -> None:
 
 class _NoBar:
     def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
         pass
 
     def close(self):

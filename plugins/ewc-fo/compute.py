@@ -48,7 +48,30 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
                 description="Delete this prefix's previous run (its fields, files and views) first")
     inputs.str("output_dir", required=False, label="Output directory",
                description="Where masks and maps are written (default: next to the dataset)")
+    ray_inputs(ctx, inputs)
     return field, prefix
+
+
+def ray_inputs(ctx, inputs) -> None:
+    """Where to run: in this process (empty), or on a Ray cluster (docs/scale.md)."""
+    inputs.str("ray_address", required=False, label="Ray cluster address",
+               description="Empty: label in this process. 'auto' (the cluster `ray start` made), "
+               "host:6379 or ray://host:10001: label on that Ray cluster (docs/scale.md)")
+    if not ctx.params.get("ray_address"):
+        return
+    w = inputs.int("workers", default=1, label="Ray workers", description="Actors, each holding the models once")
+    checked_number(ctx, w, "workers", int, lo=1)
+    g = inputs.float("gpus_per_worker", default=0.0, label="GPUs per worker")
+    checked_number(ctx, g, "gpus_per_worker", float, lo=0)
+
+
+def ray_kwargs(params: dict) -> dict:
+    """``ewc_fo.label`` arguments for the Ray cluster fields (none: an in-process run)."""
+    if not params.get("ray_address"):
+        return {}
+    return {"ray_address": params["ray_address"],
+            "workers": to_number(params.get("workers"), int, "workers", lo=1) or 1,
+            "gpus_per_worker": to_number(params.get("gpus_per_worker"), float, "gpus_per_worker", lo=0) or 0.0}
 
 
 def check_run(ctx, inputs, prefix: str) -> None:
@@ -119,6 +142,7 @@ class ComputeEWC(foo.Operator):
             v = to_number(p.get(key), float, key, lo=0, hi=1)
             if v is not None:
                 cfg[key] = v
+        kwargs.update(ray_kwargs(p))
         label_field = p["label_field"]
         with hf_token(ctx):
             summary = label(view, label_field, config=EWCConfig(**cfg), progress=Progress(ctx, "labeling"),
@@ -138,12 +162,14 @@ class ComputeEWC(foo.Operator):
 
     def __call__(self, samples, label_field: str, *, prefix="ewc", classifier="efficientnet_lite0",
                  explainers=None, segmenter="auto", sam2_checkpoint=None, explain_size=None, batch_size=4,
-                 class_competition=None, mask_weight=None, overwrite=False, output_dir=None, delegate=False):
+                 class_competition=None, mask_weight=None, overwrite=False, output_dir=None,
+                 ray_address=None, workers=1, gpus_per_worker=0.0, delegate=False):
         params = dict(label_field=label_field, prefix=prefix, classifier=classifier,
                       explainers=list(explainers) if explainers else None, segmenter=segmenter,
                       sam2_checkpoint=sam2_checkpoint, explain_size=explain_size, batch_size=batch_size,
                       class_competition=class_competition, mask_weight=mask_weight,
-                      overwrite=overwrite, output_dir=output_dir)
+                      overwrite=overwrite, output_dir=output_dir, ray_address=ray_address,
+                      workers=workers, gpus_per_worker=gpus_per_worker)
         return call(self.uri, samples, params, delegate)
 
 

@@ -371,3 +371,14 @@ def test_export_form_refuses_the_datasets_own_folder(labeled, monkeypatch):
     with pytest.raises(Exception, match="dataset's own files"):
         run("export_masks", ds, dict(prefix="ewc", format="voc", out_dir=images, overwrite=True))
     assert sorted(os.listdir(images)) == before
+
+
+def test_compute_form_ray_fields(ds):
+    p = props(resolve("compute_ewc", ds))
+    assert "ray_address" in p and "workers" not in p  # in-process unless an address is given
+    form = resolve("compute_ewc", ds, {"ray_address": "auto", "prefix": "rayform"})
+    p = props(form)
+    assert p["workers"].default == 1 and p["gpus_per_worker"].default == 0.0
+    assert not invalid(form)
+    bad = resolve("compute_ewc", ds, {"ray_address": "auto", "prefix": "rayform", "workers": 0})
+    assert list(invalid(bad)) == ["workers"]

@@ -1,0 +1,1 @@
+"""Distributed execution of label runs (Ray). The engine imports nothing from here."""
