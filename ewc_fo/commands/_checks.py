@@ -263,17 +263,10 @@ def classifier_classes(source: str) -> tuple[str, ...] | None:
 
 def check_device(dev: str) -> None:
     """Whether ``dev`` exists on this machine (imports torch: call it after the cheap checks,
-    before any model or data is touched)."""
-    import torch
+    before any model or data is touched). The engine's own check, named as the option."""
+    from ..engine.device import resolve_device
 
-    if dev.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {dev}: no CUDA GPU is available to torch on this machine; "
-                              "use --device cpu")
-        idx = int(dev.partition(":")[2] or 0)
-        n = torch.cuda.device_count()
-        if idx >= n:
-            raise ConfigError(f"--device {dev}: this machine has {n} CUDA device{'s' * (n != 1)} "
-                              f"(cuda:0{f'..cuda:{n - 1}' if n > 1 else ''})")
-    elif dev == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: Apple's MPS backend is not available here; use --device cpu")
+    try:
+        resolve_device(dev)
+    except ConfigError as e:
+        raise ConfigError(f"--device {dev}: {e}") from None
