@@ -78,7 +78,13 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def start_session_database(tmp: str) -> str:
-    """Start the suite's database, stopped at interpreter exit; returns its URI."""
+    """Start the suite's database; at interpreter exit it is stopped and ``tmp`` (its
+    files and everything else the session wrote there, ~300 MB of journal) removed."""
     proc, uri = start_mongod(os.path.join(tmp, "mongod"))
-    atexit.register(stop, proc)
+
+    def _cleanup() -> None:
+        stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    atexit.register(_cleanup)
     return uri
