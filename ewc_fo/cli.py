@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        from .fo.database import connection_error, down_message
+
+        if connection_error(e) is None:
+            raise
+        print(f"ewc-fo {args.command}: error: {down_message(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -88,6 +88,13 @@ def positive_float(s: str) -> float:
     return v
 
 
+def non_negative_float(s: str) -> float:
+    v = _float(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
+    return v
+
+
 def unit_float(s: str) -> float:
     """A finite number in [0, 1]."""
     v = _float(s)

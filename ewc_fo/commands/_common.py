@@ -27,6 +27,9 @@ def load_view(name: str, view: str | None = None):
     """Return the dataset (or its saved view) with a clear error if either is missing."""
     import fiftyone as fo
 
+    from ..fo.database import fail_fast
+
+    fail_fast()  # a stopped database: a one-line error in seconds, not a 30 s hang
     if not fo.dataset_exists(name):
         have = ", ".join(fo.list_datasets()) or "none"
         raise ConfigError(f"no FiftyOne dataset named {name!r} (datasets: {have})")
@@ -144,6 +147,9 @@ def select_view(view, args, label_field: str | None = None):
                 raise ConfigError(f"dataset {ds.name!r} already has a different saved view {save!r}; "
                                   "pick another --save-view name")
         else:
-            ds.save_view(save, view)
+            from ..fo.claims import schema_lock
+
+            with schema_lock(ds):  # saved views live in the dataset document (docs/concurrency.md)
+                ds.save_view(save, view)
             print(f"saved view {save!r} ({len(view)} samples): use --view {save}")
     return view

@@ -74,6 +74,9 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
     p.add_argument("--output-dir", default=None,
                    help="where masks, heatmaps and maps are written (default: under the FiftyOne dataset dir)")
+    p.add_argument("--wait", type=chk.non_negative_float, default=0.0, metavar="SECONDS",
+                   help="if another process is running this prefix on the dataset, wait this long "
+                   "for it instead of stopping at once")
     p.add_argument("--device", type=chk.device, default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--sample-timeout", type=chk.finite_float, default=600.0, metavar="S",
                    help="seconds one sample may take before it fails with error kind 'timeout' (0 = no limit)")
@@ -173,6 +176,6 @@ def run(args) -> int:
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
     summary = label(view, args.label_field, prefix=args.prefix, classifier=clf, segmenter=seg,
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
-                    output_dir=args.output_dir, limits=limits)
+                    output_dir=args.output_dir, limits=limits, wait_s=args.wait)
     print(summary)
     return 0

@@ -62,3 +62,27 @@ class TooManyClassesError(EWCError):
     """A sample has more image-level labels than ``Limits.max_classes``."""
 
     kind = "too_many_classes"
+
+
+class RunInProgressError(EWCError):
+    """Another live process holds the lease on this run prefix (``ewc_fo.fo.claims``)."""
+
+    kind = "run_in_progress"
+
+
+class SchemaBusyError(RunInProgressError):
+    """Another process kept the dataset's schema lock past the wait."""
+
+    kind = "schema_busy"
+
+
+class ClaimLostError(EWCError):
+    """This run's lease expired and another process took it: stop writing."""
+
+    kind = "claim_lost"
+
+
+class DatabaseUnavailableError(EWCError):
+    """The FiftyOne database cannot be reached (stopped, killed or unreachable)."""
+
+    kind = "database_unavailable"

@@ -9,7 +9,13 @@ What a run writes is listed in docs/fields.md. How it stays safe:
   marks a sample as finished (``P_confidence`` or ``P_error``) is written last. A run
   killed at any point (SIGKILL included) leaves every sample either finished or
   unmarked; the next run picks up exactly the unmarked ones and, being deterministic,
-  ends with the result an uninterrupted run would have given.
+  ends with the result an uninterrupted run would have given;
+- one process at a time runs a prefix on a dataset (a renewed lease in the database,
+  ``claims.claim_prefix``), and changes to the dataset document go through
+  ``claims.schema_lock`` so concurrent runs with other prefixes keep every field
+  (docs/concurrency.md);
+- its record is saved (status ``declaring``) before its fields are added, so a run killed
+  in between never leaves fields no run owns.
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import fiftyone as fo
+from pymongo.errors import ConnectionFailure
 
 from ..engine.budget import Limits
 from ..engine.classifier import Classifier, load_classifier
-from ..engine.errors import ConfigError, UnknownClassError
+from ..engine.errors import ConfigError, DatabaseUnavailableError, UnknownClassError
 from ..engine.loading import load_batches
 from ..engine.pipeline import EWC, EWCConfig
 from ..engine.segmenters import Segmenter, create_segmenter
 from . import runs
 from .app_config import configure_app
+from .claims import claim_prefix, schema_lock
+from .database import down_message
 from .sample_values import flush, process_batch
 from .views import create_triage_views
 
@@ -98,11 +107,13 @@ def _label_type(f) -> str | None:
 
 
 def _read_labels(view, label_field: str, kind: str) -> list[list[str]]:
+    """Each sample's class names. A ``Classification`` without a label is skipped; a sample
+    left with none fails on its own (``no_label``) instead of sinking the run."""
     if kind == "classification":
         vals = view.values(f"{label_field}.label")
-        return [[v] if v else [] for v in vals]
+        return [[v] if isinstance(v, str) and v else [] for v in vals]
     vals = view.values(f"{label_field}.classifications.label")
-    return [list(dict.fromkeys(v or [])) for v in vals]
+    return [list(dict.fromkeys(c for c in v or [] if isinstance(c, str) and c)) for v in vals]
 
 
 def default_output_dir(dataset: fo.Dataset, prefix: str) -> str:
@@ -176,6 +187,7 @@ def label(
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     threads_per_worker: int | None = None,
+    wait_s: float = 0.0,
 ) -> LabelSummary:
     """Run EWC on every sample of ``samples`` that this run has not finished yet.
 
@@ -201,7 +213,13 @@ def label(
             ``"ray://host:10001"``) with ``workers`` actors of ``gpus_per_worker`` GPUs and
             ``threads_per_worker`` torch threads (default: this process's count, which
             keeps results bit-identical to an in-process run); see docs/scale.md.
+        wait_s: if another process is running this prefix on this dataset, wait up to this
+            many seconds for it before raising :class:`RunInProgressError` (docs/concurrency.md).
     """
+    # ---- validate everything before touching the database: bad input writes nothing
+    runs.check_prefix(prefix)
+    _check_numbers(batch_size=batch_size, write_every=write_every, flush_seconds=flush_seconds,
+                   max_samples=max_samples, wait_s=wait_s)
     if ray_address:
         from ..dist.ray_runner import label_on_ray
 
@@ -214,40 +232,48 @@ def label(
             max_samples=max_samples, limits=limits,
         )
     t0 = time.perf_counter()
-    plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier, segmenter=segmenter,
-                       sam2_checkpoint=sam2_checkpoint, config=config, batch_size=batch_size,
-                       overwrite=overwrite, output_dir=output_dir, limits=limits)
-    summary, dataset, names = plan.summary, plan.dataset, plan.names
-    budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
-    bar = _bar(budget, progress_bar)
-    pending: list[tuple[str, dict]] = []
-    done, last_flush = 0, time.perf_counter()
-    batches = list(plan.batches(budget))
-    path_of = dict(zip(plan.all_ids, plan.samples.values("filepath")))
-    # images are decoded ahead by DataLoader workers while the model works on the batch before
-    loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in batches], workers=loader_workers,
-                          device=plan.clf.device)
+    dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     try:
-        for (chunk, missing), images in zip(batches, loaded):
-            paths, labels = plan.inputs(chunk)
-            for sid, vals in process_batch(plan.ewc, plan.clf, chunk, paths, labels, plan.out_dir,
-                                           plan.target_id, plan.exp_keys, keep=set(missing),
-                                           loaded=images):
-                pending.append((sid, vals))
-                count_outcome(summary, vals)
-            done += len(missing)
-            if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
+        # ---- one run per prefix at a time (claims.py); renewed while this run lives
+        with claim_prefix(dataset, prefix, wait_s=wait_s, auto_renew=True) as claim:
+            plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier, segmenter=segmenter,
+                               sam2_checkpoint=sam2_checkpoint, config=config, batch_size=batch_size,
+                               overwrite=overwrite, output_dir=output_dir, limits=limits)
+            summary, dataset, names = plan.summary, plan.dataset, plan.names
+            budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
+            bar = _bar(budget, progress_bar)
+            pending: list[tuple[str, dict]] = []
+            done, last_flush = 0, time.perf_counter()
+            batches = list(plan.batches(budget))
+            path_of = dict(zip(plan.all_ids, plan.samples.values("filepath")))
+            # images are decoded ahead by DataLoader workers while the model works on the batch before
+            loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in batches], workers=loader_workers,
+                                  device=plan.clf.device)
+            try:
+                for (chunk, missing), images in zip(batches, loaded):
+                    paths, labels = plan.inputs(chunk)
+                    for sid, vals in process_batch(plan.ewc, plan.clf, chunk, paths, labels, plan.out_dir,
+                                                   plan.target_id, plan.exp_keys, keep=set(missing),
+                                                   loaded=images):
+                        pending.append((sid, vals))
+                        count_outcome(summary, vals)
+                    done += len(missing)
+                    if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
+                        claim.check()  # never write after another process took the prefix over
+                        summary.write_seconds += flush(dataset, pending, names)
+                        pending, last_flush = [], time.perf_counter()
+                    bar.update(len(missing))
+                    if progress:
+                        progress(done, budget)
+                claim.check()
                 summary.write_seconds += flush(dataset, pending, names)
-                pending, last_flush = [], time.perf_counter()
-            bar.update(len(missing))
-            if progress:
-                progress(done, budget)
-        summary.write_seconds += flush(dataset, pending, names)
-    finally:
-        loaded.close()  # stops the decoding workers if the run ends early
-        bar.close()
-    summary.processed = done
-    finish_run(plan)
+            finally:
+                loaded.close()  # stops the decoding workers if the run ends early
+                bar.close()
+            summary.processed = done
+            finish_run(plan)
+    except ConnectionFailure as e:
+        raise DatabaseUnavailableError(down_message(e)) from None
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -277,8 +303,7 @@ def prepare_run(
     all schema changes happen here, before any batch runs (concurrent field additions
     race in FiftyOne, voxel51/fiftyone#3185)."""
     runs.check_prefix(prefix)
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")  # before anything is declared
+    _check_numbers(batch_size=batch_size)
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     # not len(): on a whole dataset it is MongoDB's estimated count, 0 after a database crash
     if not samples.limit(1).values("id"):
@@ -293,14 +318,16 @@ def prepare_run(
     ewc = EWC(clf, seg, cfg, limits)
     exp_keys = [e.key for e in ewc.explainers]
     names = runs.field_names(prefix, exp_keys)
-    # ---- ownership: never touch a field this package did not create
+    dataset.reload()
     record = runs.get_run(dataset, prefix)
-    schema = dataset.get_field_schema()
-    if record is not None and overwrite:
-        runs.delete_run(dataset, prefix)
+    # a run that never got past declaring its fields, or one --overwrite replaces: its
+    # fields are ours to clear (after the checks below)
+    stale = record if record is not None and (overwrite or record.get("status") == runs.DECLARING) else None
+    owned = set(record["fields"].values()) if record is not None else set()
+    if stale is not None:
         record = None
-        schema = dataset.get_field_schema()
-    clash = [f for f in names.values() if f in schema and (record is None or f not in record["fields"].values())]
+    schema = dataset.get_field_schema()
+    clash = [f for f in names.values() if f in schema and f not in owned]
     if clash:
         raise ConfigError(
             f"fields {', '.join(clash)} exist and were not written by an ewc-fo run with prefix "
@@ -327,31 +354,38 @@ def prepare_run(
             f"none of the view's classes ({', '.join(classes[:6])}...) is known to classifier "
             f"{clf.name!r}; fit one on your labels first: ewc-fo fit"
         )
-    mask_targets = dict(dataset.mask_targets.get(names["mask"], {})) if record else {}
-    for c in known:
-        if c not in mask_targets.values():
-            mask_targets[(max(mask_targets) if mask_targets else 0) + 1] = c
-    target_id = {v: k for k, v in mask_targets.items()}
-
     out_dir = os.path.abspath(output_dir or (record or {}).get("output_dir") or default_output_dir(dataset, prefix))
-    try:  # a file in the way or no permission: one clear line, before anything is declared
-        for sub in ("masks", "heatmaps", "maps"):
-            os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"output folder {out_dir} cannot be used: {e.strerror or e}") from None
-
-    if record is None:
-        _declare_fields(dataset, names)
-    dataset.mask_targets = {**dataset.mask_targets, names["mask"]: mask_targets}
-    dataset.save()
+    runs.check_output_dir(dataset, prefix, out_dir)
+    _make_output_dirs(out_dir)  # a file in the way or no permission: one clear line, before any write
     batch_size = int(batch_size if batch_size is not None else (record or {}).get("batch_size") or 4)
-    record = {
-        "batch_size": batch_size,
-        "label_field": label_field, "fields": names, "output_dir": out_dir, "status": "running",
-        "method": _comparable(described), "segmenter": described["segmenter"], "versions": runs.versions(),
-        "views": (record or {}).get("views", []),
-    }
-    runs.save_run(dataset, prefix, record)
+
+    # ---- writes, from here on
+    with schema_lock(dataset):
+        if stale is not None:
+            runs.delete_run(dataset, prefix, delete_files=True)
+        mask_targets = dict(dataset.mask_targets.get(names["mask"], {})) if record else {}
+        for c in known:
+            if c not in mask_targets.values():
+                mask_targets[(max(mask_targets) if mask_targets else 0) + 1] = c
+        new = {
+            "batch_size": batch_size,
+            "label_field": label_field, "fields": names, "output_dir": out_dir, "status": runs.DECLARING,
+            "method": _comparable(described), "segmenter": described["segmenter"], "versions": runs.versions(),
+            "views": (record or {}).get("views", []),
+        }
+        if record is None:
+            runs.save_run(dataset, prefix, new)  # first: the fields below are then known as ours
+            _declare_fields(dataset, names)
+        dataset.mask_targets = {**dataset.mask_targets, names["mask"]: mask_targets}
+        dataset.save()
+        new["status"] = "running"
+        runs.save_run(dataset, prefix, new)
+    removed = runs.clean_temp_files(out_dir)
+    if removed:
+        log.info("removed %d temporary files a killed run of %r left behind", removed, prefix)
+    _make_output_dirs(out_dir)  # again: clearing the replaced run removes emptied folders
+    record = new
+    target_id = {v: k for k, v in mask_targets.items()}
 
     all_ids = samples.values("id")
     todo = set(samples.exists(names["confidence"], False).exists(names["error"], False).values("id"))
@@ -364,13 +398,38 @@ def prepare_run(
 
 
 def finish_run(plan: RunPlan) -> None:
-    """Mark the run complete (and make its triage views) once no sample is left unmarked."""
-    if not _has_todo(plan.samples, plan.names):
-        plan.summary.views = create_triage_views(plan.dataset, plan.prefix)
-        plan.record["views"] = plan.summary.views
-        plan.record["status"] = "complete"
-    runs.save_run(plan.dataset, plan.prefix, plan.record)
-    configure_app(plan.dataset, plan.prefix, plan.label_field, list(plan.names.values()))
+    """Mark the run complete (and make its triage views) once no sample is left unmarked,
+    and set the App's config: all in the dataset document, so under the schema lock."""
+    with schema_lock(plan.dataset):
+        if not _has_todo(plan.samples, plan.names):
+            plan.summary.views = create_triage_views(plan.dataset, plan.prefix)
+            plan.record["views"] = plan.summary.views
+            plan.record["status"] = "complete"
+        runs.save_run(plan.dataset, plan.prefix, plan.record)
+        configure_app(plan.dataset, plan.prefix, plan.label_field, list(plan.names.values()))
+
+
+def _make_output_dirs(out_dir: str) -> None:
+    try:
+        for sub in runs.OUTPUT_SUBDIRS:
+            os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"output folder {out_dir} cannot be used: {e.strerror or e}") from None
+
+
+def _check_numbers(**kw) -> None:
+    """Numeric arguments, checked before anything is declared (a bad one blocked the prefix)."""
+    rules = {"batch_size": (1, True), "write_every": (1, True), "flush_seconds": (0, False),
+             "max_samples": (0, True), "wait_s": (0, False)}
+    for k, v in kw.items():
+        if v is None:
+            continue
+        low, integer = rules[k]
+        bad = isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < low
+        if integer and not bad:
+            bad = int(v) != v
+        if bad:
+            raise ConfigError(f"{k} must be >= {low}{' (an integer)' if integer else ''}, got {v!r}")
 
 
 def _comparable(described: dict) -> dict:

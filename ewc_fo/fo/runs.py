@@ -8,14 +8,29 @@ it never writes or deletes a field that no run of its own declared.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from importlib import metadata
 
 import fiftyone as fo
 
+from ..engine.errors import ConfigError
+from .claims import schema_lock
 from .prefix import PREFIX_RE, check_prefix  # noqa: F401 - the rule lives where the CLI can reach it light
 
+log = logging.getLogger(__name__)
+
 RUN_TYPE = "ewc_fo.label"
+#: status of a record saved just before its fields are declared: a run killed before it
+#: reached "running" left fields that the next run of the prefix recognises and clears
+DECLARING = "declaring"
+#: sub-folders of a run's output directory, one per kind of file
+OUTPUT_SUBDIRS = ("masks", "heatmaps", "maps")
+#: name start of the temporary files behind atomic writes (cleared by the next run)
+TEMP_PREFIX = ".ewc-tmp-"
+# what a run writes: <sample id>.png (masks), <sample id>_<map>.png (heatmaps), <sample id>.npz (maps)
+_RUN_FILE = re.compile(r"^([0-9a-f]{24})(?:_[A-Za-z0-9_]+)?\.(?:png|npz)$")
 
 
 def field_names(prefix: str, explainer_keys: list[str]) -> dict[str, str]:
@@ -65,11 +80,12 @@ def get_run(dataset: fo.Dataset, prefix: str) -> dict | None:
 
 
 def save_run(dataset: fo.Dataset, prefix: str, record: dict, overwrite: bool = False) -> None:
-    config = dataset.init_run(ewc_type=RUN_TYPE, **record)
-    if prefix in dataset.list_runs():
-        dataset.update_run_config(prefix, config)
-    else:
-        dataset.register_run(prefix, config, overwrite=overwrite)
+    with schema_lock(dataset):
+        config = dataset.init_run(ewc_type=RUN_TYPE, **record)
+        if prefix in dataset.list_runs():
+            dataset.update_run_config(prefix, config)
+        else:
+            dataset.register_run(prefix, config, overwrite=overwrite)
 
 
 def owned_fields(dataset: fo.Dataset, prefix: str) -> list[str]:
@@ -77,20 +93,79 @@ def owned_fields(dataset: fo.Dataset, prefix: str) -> list[str]:
     return list(rec.get("fields", {}).values()) if rec else []
 
 
-def delete_run(dataset: fo.Dataset, prefix: str) -> None:
-    """Delete a run's fields, saved views, mask targets and record (never anything else)."""
-    rec = get_run(dataset, prefix)
-    if rec is None:
-        return
-    schema = dataset.get_field_schema()
-    for f in rec.get("fields", {}).values():
-        if f in schema:
-            dataset.delete_sample_field(f)
-    for v in rec.get("views", []):
-        if dataset.has_saved_view(v):
-            dataset.delete_saved_view(v)
-    mt = dict(dataset.mask_targets)
-    if mt.pop(f"{prefix}_mask", None) is not None:
-        dataset.mask_targets = mt
-        dataset.save()
-    dataset.delete_run(prefix)
+def delete_run(dataset: fo.Dataset, prefix: str, delete_files: bool = False) -> None:
+    """Delete a run's fields, saved views, mask targets and record (never anything else);
+    with ``delete_files`` also the files it wrote (:func:`delete_run_files`)."""
+    with schema_lock(dataset):
+        rec = get_run(dataset, prefix)
+        if rec is None:
+            return
+        if delete_files:
+            delete_run_files(dataset, rec)
+        schema = dataset.get_field_schema()
+        for f in rec.get("fields", {}).values():
+            if f in schema:
+                dataset.delete_sample_field(f)
+        for v in rec.get("views", []):
+            if dataset.has_saved_view(v):
+                dataset.delete_saved_view(v)
+        mt = dict(dataset.mask_targets)
+        if mt.pop(f"{prefix}_mask", None) is not None:
+            dataset.mask_targets = mt
+            dataset.save()
+        dataset.delete_run(prefix)
+
+
+def delete_run_files(dataset: fo.Dataset, record: dict) -> int:
+    """Delete the files a run wrote: in its output directory's sub-folders, the files named
+    after a sample of this dataset, and leftover temporary files. Anything else there (a
+    file of yours, another dataset's) stays; emptied folders are removed. Returns the count."""
+    out = record.get("output_dir")
+    if not out or not os.path.isdir(out):
+        return 0
+    ids = set(dataset.values("id"))
+    n = 0
+    for sub in OUTPUT_SUBDIRS:
+        d = os.path.join(out, sub)
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            m = _RUN_FILE.match(name)
+            if name.startswith(TEMP_PREFIX) or (m and m.group(1) in ids):
+                os.remove(os.path.join(d, name))
+                n += 1
+        _rmdir_if_empty(d)
+    _rmdir_if_empty(out)
+    return n
+
+
+def clean_temp_files(out_dir: str) -> int:
+    """Remove temporary files a killed run left in ``out_dir`` (call holding the prefix claim)."""
+    n = 0
+    for sub in OUTPUT_SUBDIRS:
+        d = os.path.join(out_dir, sub)
+        if os.path.isdir(d):
+            for name in os.listdir(d):
+                if name.startswith(TEMP_PREFIX):
+                    os.remove(os.path.join(d, name))
+                    n += 1
+    return n
+
+
+def check_output_dir(dataset: fo.Dataset, prefix: str, out_dir: str) -> None:
+    """Two runs writing one directory would overwrite each other's files (they are named by
+    sample id): refuse a directory another prefix of this dataset uses."""
+    for other in dataset.list_runs():
+        if other == prefix:
+            continue
+        rec = get_run(dataset, other)
+        if rec and os.path.abspath(rec.get("output_dir") or "") == out_dir:
+            raise ConfigError(f"output directory {out_dir} holds the files of run {other!r}; "
+                              "choose another --output-dir")
+
+
+def _rmdir_if_empty(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

@@ -139,14 +139,14 @@ def _mean_scores(res: ImageResult) -> dict:
 
 
 def _atomic_png(arr: np.ndarray, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".png")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=runs.TEMP_PREFIX, suffix=".png")
     os.close(fd)
     Image.fromarray(arr).save(tmp)
     os.replace(tmp, path)
 
 
 def _atomic_npz(path: str, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=runs.TEMP_PREFIX, suffix=".npz")
     with os.fdopen(fd, "wb") as f:
         np.savez_compressed(f, **arrays)
     os.replace(tmp, path)

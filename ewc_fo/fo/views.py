@@ -51,12 +51,16 @@ def saved_view_name(prefix: str, kind: str) -> str:
 
 
 def create_triage_views(dataset: fo.Dataset, prefix: str = "ewc") -> list[str]:
-    """Save every triage view on the dataset; returns their names."""
+    """Save every triage view on the dataset; returns their names. Under the schema lock:
+    two processes saving one name at once would otherwise both append it."""
+    from .claims import schema_lock
+
     names = []
-    for kind, desc in TRIAGE.items():
-        name = saved_view_name(prefix, kind)
-        dataset.save_view(name, triage_view(dataset, kind, prefix), description=desc, overwrite=True)
-        names.append(name)
+    with schema_lock(dataset):
+        for kind, desc in TRIAGE.items():
+            name = saved_view_name(prefix, kind)
+            dataset.save_view(name, triage_view(dataset, kind, prefix), description=desc, overwrite=True)
+            names.append(name)
     return names
 
 

@@ -29,8 +29,9 @@ def test_label_then_summary(tmp_path, capsys):
     assert main(["summary", "cli-label", "--worst", "1"]) == 0
     out = capsys.readouterr().out
     assert "labeled 2 of 2" in out and "lowest confidence first" in out and "ewc-low-confidence" in out
-    # a subset without a saved view first
-    assert main([*args, "--prefix", "sub", "--limit", "1"]) == 0
+    # a subset without a saved view first (in its own --output-dir: files are named by sample
+    # id, so two prefixes sharing one would overwrite each other's masks, docs/concurrency.md)
+    assert main([*args[:-1], str(tmp_path / "o_sub"), "--prefix", "sub", "--limit", "1"]) == 0
     assert "1 labeled, 0 failed" in capsys.readouterr().out
 
 
