@@ -34,10 +34,7 @@ from ..engine.segmenters import Segmenter, create_segmenter
 from ..fo.label import LabelSummary, ProgressFn, count_outcome, finish_run, prepare_run
 from ..fo.sample_values import flush, process_batch
 
-try:  # serialized schema changes and an expiring claim on the run's prefix
-    from ..fo.claims import claim_prefix
-except ImportError:  # a tree without the claims module: the run still works, unclaimed
-    claim_prefix = None
+from ..fo.claims import claim_prefix
 
 #: batches queued per actor, so an actor never waits for the driver between batches
 IN_FLIGHT_PER_WORKER = 2
@@ -130,6 +127,7 @@ def label_on_ray(
     max_samples: int | None = None,
     on_workers: Callable[[list[dict]], None] | None = None,
     limits: Limits | None = None,
+    wait_s: float = 0.0,
 ) -> LabelSummary:
     """:func:`ewc_fo.label` on a Ray cluster; same fields, files and record, bit for bit.
 
@@ -144,8 +142,7 @@ def label_on_ray(
         raise ConfigError("workers must be >= 1")
     t0 = time.perf_counter()
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
-    claim = (claim_prefix(dataset, prefix, auto_renew=True) if claim_prefix is not None
-             else contextlib.nullcontext())
+    claim = claim_prefix(dataset, prefix, wait_s=wait_s, auto_renew=True)
     # the driver loads the models too (on its CPU): it checks classes and settings and
     # records the run exactly as an in-process run would; workers load their own copies
     clf = classifier if isinstance(classifier, Classifier) else load_classifier(
@@ -179,8 +176,7 @@ def label_on_ray(
             if on_workers is not None:
                 on_workers(ray.get([a.info.remote() for a in actors]))
             # never write after another process took the prefix over (claims.py)
-            check = getattr(held, "check", None) or (lambda: None)
-            _drive(plan, actors, budget, write_every, flush_seconds, progress, progress_bar, check)
+            _drive(plan, actors, budget, write_every, flush_seconds, progress, progress_bar, held.check)
         finally:
             for a in actors:
                 ray.kill(a)

@@ -229,7 +229,7 @@ def label(
             classifier=classifier, segmenter=segmenter, sam2_checkpoint=sam2_checkpoint, config=config,
             batch_size=batch_size, write_every=write_every, flush_seconds=flush_seconds,
             overwrite=overwrite, output_dir=output_dir, progress=progress, progress_bar=progress_bar,
-            max_samples=max_samples, limits=limits,
+            max_samples=max_samples, limits=limits, wait_s=wait_s,
         )
     t0 = time.perf_counter()
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
