@@ -26,6 +26,7 @@ from .explainers import Explainer, ExplainOutput, create_explainer, explain, lis
 from .images import MIN_SIDE, check_image, check_not_flat
 from .limits import check_input_size
 from .prompts import Prompt, PromptConfig, make_prompt
+from .refine import check_method, refine_segmentations
 from .scoring import (
     ScoreConfig,
     agreement,
@@ -71,6 +72,9 @@ class EWCConfig:
     class_competition: float = 0.7
     #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
     confidence_agreement: float = 2 / 3
+    #: refinement of the final masks with the fused map and the image (``refine.py``):
+    #: "none", "crf" (needs pydensecrf) or "pamr" (torch)
+    refine: str = "none"
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -89,6 +93,7 @@ class EWCConfig:
         for name in ("mask_weight", "class_competition"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_method(self.refine)
         if int(self.max_side) < MIN_SIDE:
             raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
 
@@ -375,6 +380,7 @@ class EWC:
         """Confidence per class, masks at full size, and the merged label map."""
         cfg = self.config
         out, maps, fused, quality = st.out, st.maps, st.fused, st.quality
+        final = refine_segmentations(st.work, fused, final, out.scores, cfg.refine)
         K, C = maps.shape[:2]
         H, W = st.image.shape[:2]
         results = []
