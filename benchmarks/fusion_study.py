@@ -204,12 +204,45 @@ def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int, wo
 def _segmenter(kw: dict):
     from ewc_fo.engine.segmenters import create_segmenter
 
-    if not kw:
-        return _W["seg"]
     key = json.dumps(kw, sort_keys=True)
     if key not in _W:
-        _W[key] = create_segmenter(_W["seg_name"], checkpoint=_W["sam2_ckpt"], **kw)
+        _W[key] = _Memo(_W["seg"] if not kw else
+                        create_segmenter(_W["seg_name"], checkpoint=_W["sam2_ckpt"], **kw))
     return _W[key]
+
+
+class _Memo:
+    """A segmenter that remembers its masks for the current image: variants that differ only
+    after segmentation (the refinement stage) send the same prompts, and are not re-cut.
+    Deterministic segmenters only (GrabCut has a fixed seed; SAM2 is deterministic)."""
+
+    def __init__(self, seg):
+        self.seg, self.memo, self.image_key = seg, {}, None
+
+    def __getattr__(self, name):
+        return getattr(self.seg, name)
+
+    def set_image(self, image):
+        import hashlib
+
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        if key != self.image_key:
+            self.memo, self.image_key = {}, key
+            self.seg.set_image(image)
+
+    def segment_many(self, prompts, draft=False):
+        import hashlib
+        import pickle
+
+        keys = [hashlib.sha1(pickle.dumps((p, draft))).hexdigest() for p in prompts]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        if todo:
+            for i, r in zip(todo, self.seg.segment_many([prompts[i] for i in todo], draft=draft)):
+                self.memo[keys[i]] = r
+        return [self.memo[k] for k in keys]
+
+    def segment(self, prompt):
+        return self.segment_many([prompt])[0]
 
 
 def _job(task):

@@ -40,6 +40,9 @@ MASK_WEIGHT = 0.5
 CRF_GAUSSIAN = {"sxy": 3, "compat": 3}
 CRF_BILATERAL = {"sxy": 80, "srgb": 13, "compat": 10}
 CRF_ITERATIONS = 10
+#: the CRF runs at most at this side, its spatial widths scaled with it (GrabCut runs at 320
+#: px too; the CRF's cost grows with the pixel count)
+CRF_SIDE = 320
 #: PAMR: neighbourhood dilations and iterations (the published values)
 PAMR_DILATIONS = (1, 2, 4, 8, 12, 24)
 PAMR_ITERATIONS = 10
@@ -104,12 +107,38 @@ def _crf(image: np.ndarray, p: np.ndarray) -> np.ndarray:
     from pydensecrf.utils import unary_from_softmax
 
     n, h, w = p.shape
-    d = dcrf.DenseCRF2D(w, h, n)
-    d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(p)))
-    d.addPairwiseGaussian(**CRF_GAUSSIAN)
+    s = min(1.0, CRF_SIDE / max(h, w))
+    img, ps = _at_scale(image, p, s)
+    hs, ws = ps.shape[1:]
+    d = dcrf.DenseCRF2D(ws, hs, n)
+    d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(ps)))
+    d.addPairwiseGaussian(sxy=CRF_GAUSSIAN["sxy"] * s, compat=CRF_GAUSSIAN["compat"])
     # pydensecrf reads the buffer directly: C-contiguous, writable uint8 or it fails
-    d.addPairwiseBilateral(rgbim=np.array(image[..., :3], np.uint8, order="C", copy=True), **CRF_BILATERAL)
-    return np.array(d.inference(CRF_ITERATIONS), np.float32).reshape(n, h, w)
+    d.addPairwiseBilateral(sxy=CRF_BILATERAL["sxy"] * s, srgb=CRF_BILATERAL["srgb"],
+                           rgbim=np.array(img, np.uint8, order="C", copy=True),
+                           compat=CRF_BILATERAL["compat"])
+    q = np.array(d.inference(CRF_ITERATIONS), np.float32).reshape(n, hs, ws)
+    return _upsample(q, h, w)
+
+
+def _at_scale(image: np.ndarray, p: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB image and the (n, h, w) probabilities at scale ``s`` (<= 1)."""
+    n, h, w = p.shape
+    img = image[..., :3]
+    if s >= 1:
+        return img, p
+    hs, ws = max(1, round(h * s)), max(1, round(w * s))
+    img = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
+    p = cv2.resize(p.transpose(1, 2, 0), (ws, hs), interpolation=cv2.INTER_AREA)
+    return img, p.reshape(hs, ws, n).transpose(2, 0, 1)
+
+
+def _upsample(q: np.ndarray, h: int, w: int) -> np.ndarray:
+    n = len(q)
+    if q.shape[1:] == (h, w):
+        return q
+    q = cv2.resize(q.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
+    return q.reshape(h, w, n).transpose(2, 0, 1)
 
 
 def _pamr(image: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -119,37 +148,41 @@ def _pamr(image: np.ndarray, p: np.ndarray) -> np.ndarray:
     import torch
 
     n, h, w = p.shape
-    s = min(1.0, PAMR_SIDE / max(h, w))
-    hs, ws = max(1, round(h * s)), max(1, round(w * s))
-    img = cv2.resize(image[..., :3], (ws, hs), interpolation=cv2.INTER_AREA) if s < 1 else image[..., :3]
+    img, ps = _at_scale(image, p, min(1.0, PAMR_SIDE / max(h, w)))
     x = torch.from_numpy(np.ascontiguousarray(img, np.float32) / 255).permute(2, 0, 1)[None]
-    if s < 1:
-        p = cv2.resize(p.transpose(1, 2, 0), (ws, hs), interpolation=cv2.INTER_LINEAR)
-        p = p.reshape(hs, ws, n).transpose(2, 0, 1)
-    q = torch.from_numpy(np.ascontiguousarray(p, np.float32))[None]
+    q = torch.from_numpy(np.ascontiguousarray(ps, np.float32))[None]
     with torch.no_grad():
         nb_x = torch.cat([_neighbours(x, d) for d in PAMR_DILATIONS], 2)  # (1, 3, N, h, w)
-        diff = (nb_x - x[:, :, None]).abs()
         sigma = nb_x.std(2, keepdim=True)
-        aff = torch.softmax(-(diff / (0.1 * sigma + 1e-8)).mean(1, keepdim=True), 2)  # (1, 1, N, h, w)
+        aff = -((nb_x - x[:, :, None]).abs() / (0.1 * sigma + 1e-8)).mean(1)  # (1, N, h, w)
+        aff = torch.softmax(aff, 1)[0]
+        del nb_x
         for _ in range(PAMR_ITERATIONS):
-            q = (torch.cat([_neighbours(q, d) for d in PAMR_DILATIONS], 2) * aff).sum(2)
-    q = q[0].numpy()
-    if s < 1:
-        q = cv2.resize(q.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, n)
-        q = q.transpose(2, 0, 1)
-    return q
+            new = torch.zeros_like(q)
+            k = 0
+            for d in PAMR_DILATIONS:
+                for nb in _shifted(q, d):
+                    new += aff[k] * nb
+                    k += 1
+            q = new
+    return _upsample(q[0].numpy(), h, w)
 
 
-def _neighbours(x, d: int):
-    """(B, C, h, w) -> (B, C, 8, h, w): the 8 neighbours at dilation ``d`` (edges replicated)."""
-    import torch
+def _shifted(x, d: int):
+    """The 8 neighbours of every pixel at dilation ``d`` (edges replicated), one view each."""
     import torch.nn.functional as tf
 
     h, w = x.shape[-2:]
     xp = tf.pad(x, (d, d, d, d), mode="replicate")
-    shifts = [(dy, dx) for dy in (-d, 0, d) for dx in (-d, 0, d) if dy or dx]
-    return torch.stack([xp[..., d + dy:d + dy + h, d + dx:d + dx + w] for dy, dx in shifts], 2)
+    return [xp[..., d + dy:d + dy + h, d + dx:d + dx + w]
+            for dy in (-d, 0, d) for dx in (-d, 0, d) if dy or dx]
+
+
+def _neighbours(x, d: int):
+    """(B, C, h, w) -> (B, C, 8, h, w): :func:`_shifted` stacked."""
+    import torch
+
+    return torch.stack(_shifted(x, d), 2)
 
 
 def refine_segmentations(image: np.ndarray, fused: np.ndarray, segs: Sequence[Segmentation],
