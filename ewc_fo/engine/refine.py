@@ -129,16 +129,14 @@ def _at_scale(image: np.ndarray, p: np.ndarray, s: float) -> tuple[np.ndarray, n
         return img, p
     hs, ws = max(1, round(h * s)), max(1, round(w * s))
     img = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
-    p = cv2.resize(p.transpose(1, 2, 0), (ws, hs), interpolation=cv2.INTER_AREA)
-    return img, p.reshape(hs, ws, n).transpose(2, 0, 1)
+    # one plane at a time: OpenCV's area resampling takes at most 4 channels
+    return img, np.stack([cv2.resize(c, (ws, hs), interpolation=cv2.INTER_AREA) for c in p])
 
 
 def _upsample(q: np.ndarray, h: int, w: int) -> np.ndarray:
-    n = len(q)
     if q.shape[1:] == (h, w):
         return q
-    q = cv2.resize(q.transpose(1, 2, 0), (w, h), interpolation=cv2.INTER_LINEAR)
-    return q.reshape(h, w, n).transpose(2, 0, 1)
+    return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in q])
 
 
 def _pamr(image: np.ndarray, p: np.ndarray) -> np.ndarray:

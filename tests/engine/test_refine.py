@@ -102,3 +102,20 @@ def test_pipeline_masks_are_the_refined_label_map(tiny_clf, segmenter, request):
             assert 0.0 <= q <= 1.0
         np.testing.assert_array_equal(union, cr.mask)
         assert 0.0 <= cr.confidence <= 1.0
+
+
+@pytest.mark.parametrize("method", ["pamr", "crf"])
+def test_many_classes_on_a_large_image(method):
+    """Five classes and an image above the refinement's 320 px working side (resampled one
+    plane at a time: OpenCV's area resize takes at most 4 channels)."""
+    if method == "crf":
+        pytest.importorskip("pydensecrf.densecrf")
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (360, 480, 3), dtype=np.uint8)
+    maps = np.zeros((5, 360, 480), np.float32)
+    for c in range(5):
+        maps[c, 20:340, 20 + 90 * c:100 + 90 * c] = 1.0
+    lab = refine_labels(img, maps, [m > 0.5 for m in maps], None, method)
+    assert lab.shape == (360, 480)
+    for c in range(5):  # each class keeps the middle of its own strip
+        assert lab[180, 60 + 90 * c] == c + 1
