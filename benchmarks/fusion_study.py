@@ -56,6 +56,8 @@ VARIANTS: dict[str, dict] = {
     # the refinement stage (ewc_fo/engine/refine.py)
     "crf": {"refine": "crf"},
     "pamr": {"refine": "pamr"},
+    "crf_b75": {"refine": "crf", "refine_mask_weight": 0.75},
+    "pamr_b75": {"refine": "pamr", "refine_mask_weight": 0.75},
 }
 #: background thresholds swept for the "fused map alone" column (the IRN protocol, as quality.py)
 MAP_THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)
@@ -280,7 +282,8 @@ def _job(task):
             for k, n in enumerate(o.names):
                 em = [cr.explainer_masks[n] for cr in r.classes]
                 if cfg.refine != "none":  # the same refinement stage as the fused masks
-                    lm = refine_labels(work, r.maps[k], em, out.scores, cfg.refine) if em else \
+                    lm = refine_labels(work, r.maps[k], em, out.scores, cfg.refine,
+                                       cfg.refine_mask_weight) if em else \
                         np.zeros(work.shape[:2], np.uint8)
                 else:
                     lm = merge(r.maps[k], em, em[0].shape if em else (H, W), strengths=out.scores)

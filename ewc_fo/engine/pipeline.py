@@ -75,6 +75,8 @@ class EWCConfig:
     #: refinement of the final masks with the fused map and the image (``refine.py``):
     #: "none", "crf" (needs pydensecrf) or "pamr" (torch)
     refine: str = "none"
+    #: beta of refine.py: how much the segmenter's mask (vs the fused map) counts in the evidence
+    refine_mask_weight: float = 0.5
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -90,7 +92,7 @@ class EWCConfig:
                 check_input_size(self.explain_size, "explain_size")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-        for name in ("mask_weight", "class_competition"):
+        for name in ("mask_weight", "class_competition", "refine_mask_weight"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         check_method(self.refine)
@@ -380,7 +382,8 @@ class EWC:
         """Confidence per class, masks at full size, and the merged label map."""
         cfg = self.config
         out, maps, fused, quality = st.out, st.maps, st.fused, st.quality
-        final = refine_segmentations(st.work, fused, final, out.scores, cfg.refine)
+        final = refine_segmentations(st.work, fused, final, out.scores, cfg.refine,
+                                     cfg.refine_mask_weight)
         K, C = maps.shape[:2]
         H, W = st.image.shape[:2]
         results = []

@@ -65,13 +65,13 @@ def check_method(method: str) -> None:
 
 
 def probabilities(maps: np.ndarray, masks: Sequence[np.ndarray],
-                  strengths: Sequence[float] | None = None) -> np.ndarray:
+                  strengths: Sequence[float] | None = None, beta: float = MASK_WEIGHT) -> np.ndarray:
     """(C + 1, h, w) soft evidence, background first (module docstring)."""
     C = len(maps)
     m = np.stack([np.asarray(s, np.float32) for s in masks]) if C else np.zeros_like(maps)
     if m.shape != maps.shape:
         m = np.stack([cv2.resize(x, maps.shape[:0:-1], interpolation=cv2.INTER_NEAREST) for x in m])
-    e = (1 - MASK_WEIGHT) * np.clip(maps, 0, 1) + MASK_WEIGHT * m
+    e = (1 - beta) * np.clip(maps, 0, 1) + beta * m
     if strengths is not None and C:
         st = np.asarray(strengths, np.float32)
         e = e * (st / max(float(st.max()), 1e-6))[:, None, None]
@@ -81,7 +81,8 @@ def probabilities(maps: np.ndarray, masks: Sequence[np.ndarray],
 
 
 def refine_labels(image: np.ndarray, maps: np.ndarray, masks: Sequence[np.ndarray],
-                  strengths: Sequence[float] | None = None, method: str = "crf") -> np.ndarray:
+                  strengths: Sequence[float] | None = None, method: str = "crf",
+                  beta: float = MASK_WEIGHT) -> np.ndarray:
     """Label map (h, w) at ``maps``' size: 0 = background, c + 1 = class c.
 
     ``image`` is the RGB uint8 image the maps were computed on (any size: it is resized to
@@ -92,7 +93,7 @@ def refine_labels(image: np.ndarray, maps: np.ndarray, masks: Sequence[np.ndarra
     h, w = maps.shape[-2:]
     if not len(maps):
         return np.zeros((h, w), np.uint8)
-    p = probabilities(maps, masks, strengths)
+    p = probabilities(maps, masks, strengths, beta)
     if method == "none":
         lab = p.argmax(0)
     else:
@@ -184,12 +185,13 @@ def _neighbours(x, d: int):
 
 
 def refine_segmentations(image: np.ndarray, fused: np.ndarray, segs: Sequence[Segmentation],
-                         strengths: Sequence[float] | None, method: str) -> list[Segmentation]:
+                         strengths: Sequence[float] | None, method: str,
+                         beta: float = MASK_WEIGHT) -> list[Segmentation]:
     """The pipeline's stage: each class's segmentation replaced by its refined mask, split
     over the same regions (instances), each keeping its quality."""
     if method == "none" or not len(segs):
         return list(segs)
-    lab = refine_labels(image, fused, [s.mask for s in segs], strengths, method)
+    lab = refine_labels(image, fused, [s.mask for s in segs], strengths, method, beta)
     out = []
     for c, s in enumerate(segs):
         parts = refine_regions(lab, c, s.masks)

@@ -38,9 +38,10 @@ def _too_small_mask_case():
     return img, disc, small, fmap[None]
 
 
-def test_unrefined_evidence_is_the_segmenters_mask():
+@pytest.mark.parametrize("beta", [0.5, 0.75])
+def test_unrefined_evidence_is_the_segmenters_mask(beta):
     img, disc, small, fmap = _too_small_mask_case()
-    p = probabilities(fmap, [small])
+    p = probabilities(fmap, [small], beta=beta)
     assert p.shape == (2, 96, 128)
     np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
     np.testing.assert_array_equal(p.argmax(0) == 1, small)
@@ -75,6 +76,8 @@ def test_refined_regions_keep_instances_and_qualities():
 def test_unknown_method_and_missing_crf_are_config_errors(monkeypatch):
     with pytest.raises(ConfigError, match="refine must be one of"):
         EWCConfig(refine="bilateral")
+    with pytest.raises(ConfigError, match="refine_mask_weight"):
+        EWCConfig(refine_mask_weight=1.5)
     monkeypatch.setitem(sys.modules, "pydensecrf", None)  # as if not installed
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(ConfigError, match="pip install pydensecrf2.*pamr"):
