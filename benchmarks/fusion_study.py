@@ -53,7 +53,14 @@ VARIANTS: dict[str, dict] = {
     "fg50": {"prompts.fg_threshold": 0.5},
     "box20": {"prompts.box_threshold": 0.2},
     "no_dupes": {"use": ["xgradcam", "layercam", "input_x_gradient"]},
+    # the refinement stage (ewc_fo/engine/refine.py)
+    "crf": {"refine": "crf"},
+    "pamr": {"refine": "pamr"},
+    "crf_b75": {"refine": "crf", "refine_mask_weight": 0.75},
+    "pamr_b75": {"refine": "pamr", "refine_mask_weight": 0.75},
 }
+#: background thresholds swept for the "fused map alone" column (the IRN protocol, as quality.py)
+MAP_THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)
 
 
 def apply_variant(cfg, changes: dict):
@@ -199,12 +206,45 @@ def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int, wo
 def _segmenter(kw: dict):
     from ewc_fo.engine.segmenters import create_segmenter
 
-    if not kw:
-        return _W["seg"]
     key = json.dumps(kw, sort_keys=True)
     if key not in _W:
-        _W[key] = create_segmenter(_W["seg_name"], checkpoint=_W["sam2_ckpt"], **kw)
+        _W[key] = _Memo(_W["seg"] if not kw else
+                        create_segmenter(_W["seg_name"], checkpoint=_W["sam2_ckpt"], **kw))
     return _W[key]
+
+
+class _Memo:
+    """A segmenter that remembers its masks for the current image: variants that differ only
+    after segmentation (the refinement stage) send the same prompts, and are not re-cut.
+    Deterministic segmenters only (GrabCut has a fixed seed; SAM2 is deterministic)."""
+
+    def __init__(self, seg):
+        self.seg, self.memo, self.image_key = seg, {}, None
+
+    def __getattr__(self, name):
+        return getattr(self.seg, name)
+
+    def set_image(self, image):
+        import hashlib
+
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+        if key != self.image_key:
+            self.memo, self.image_key = {}, key
+            self.seg.set_image(image)
+
+    def segment_many(self, prompts, draft=False):
+        import hashlib
+        import pickle
+
+        keys = [hashlib.sha1(pickle.dumps((p, draft))).hexdigest() for p in prompts]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        if todo:
+            for i, r in zip(todo, self.seg.segment_many([prompts[i] for i in todo], draft=draft)):
+                self.memo[keys[i]] = r
+        return [self.memo[k] for k in keys]
+
+    def segment(self, prompt):
+        return self.segment_many([prompt])[0]
 
 
 def _job(task):
@@ -213,7 +253,9 @@ def _job(task):
 
     from ewc_fo.engine.explainers import ExplainOutput
     from ewc_fo.engine.images import load_image
+    from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.pipeline import EWC, downscale, merge
+    from ewc_fo.engine.refine import refine_labels
 
     data, cache, image_id, configs, singles, gt_ids = task
     z = np.load(Path(cache) / f"{image_id}.npz")
@@ -239,9 +281,20 @@ def _job(task):
             H, W = image.shape[:2]
             for k, n in enumerate(o.names):
                 em = [cr.explainer_masks[n] for cr in r.classes]
-                lm = merge(r.maps[k], em, em[0].shape if em else (H, W), strengths=out.scores)
+                if cfg.refine != "none":  # the same refinement stage as the fused masks
+                    lm = refine_labels(work, r.maps[k], em, out.scores, cfg.refine,
+                                       cfg.refine_mask_weight) if em else \
+                        np.zeros(work.shape[:2], np.uint8)
+                else:
+                    lm = merge(r.maps[k], em, em[0].shape if em else (H, W), strengths=out.scores)
                 single[n] = _nearest(ids[lm], gt.shape)
+        alone = {}
+        for t in MAP_THRESHOLDS:  # the fused map alone, no segmenter
+            f = np.concatenate([np.full((1, *r.fused.shape[1:]), t, np.float32), r.fused])
+            lab = _nearest(ids[f.argmax(0)], gt.shape)
+            alone[float(t)] = ConfusionMatrix(len(gt_ids)).update(lab, gt).matrix
         res[vname] = {"pred": ids[r.label_map], "single": single, "confidence": r.confidence,
+                      "alone": alone,
                       "agreement": r.agreement, "seconds": dt}
     return image_id, gt, res
 
@@ -281,6 +334,7 @@ def main(argv=None) -> int:
                    {k[4:]: v for k, v in variants[n].items() if k.startswith("seg.")}) for n in names}
     C = len(class_names(data))  # dataset ids, background included
     fused = {n: ConfusionMatrix(C) for n in names}
+    alone = {n: {float(t): ConfusionMatrix(C) for t in MAP_THRESHOLDS} for n in names}
     single: dict[str, dict[str, ConfusionMatrix]] = {n: {} for n in names}
     per = {n: {"conf": [], "agree": [], "iou": [], "sec": []} for n in names}
     gt_ids = {n: i for i, n in enumerate(class_names(data))}
@@ -299,6 +353,8 @@ def main(argv=None) -> int:
         for done, (_, gt, res) in enumerate(results, 1):
             for n, r in res.items():
                 fused[n].update(r["pred"], gt)
+                for t, mat in r["alone"].items():
+                    alone[n][t].matrix += mat
                 for e, lab in r["single"].items():
                     single[n].setdefault(e, ConfusionMatrix(C)).update(lab, gt)
                 per[n]["conf"].append(r["confidence"])
@@ -311,17 +367,18 @@ def main(argv=None) -> int:
         if pool is not None:
             pool.close()
             pool.join()
-    head = (f"| variant | fused + {args.segmenter} | best single | gap | conf. AUROC | conf. Spearman "
+    head = (f"| variant | fused + {args.segmenter} | fused map alone | best single | gap | conf. AUROC | conf. Spearman "
             "| agr. AUROC | s/img | singles |")
     lines = [f"{len(ids)} images ({args.split or 'all'}), cache {cache.name}", "", head,
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         m = fused[n].miou()
         s = {e: cm.miou() for e, cm in single[n].items()}
         best = max(s.values()) if s else float("nan")
         conf, agr, iou = (np.array(per[n][k]) for k in ("conf", "agree", "iou"))
         singles_txt = ", ".join(f"{e} {100 * v:.1f}" for e, v in s.items())
-        lines.append(f"| {n} | {100 * m:.1f}% | {100 * best:.1f}% | {100 * (m - best):+.1f} | "
+        thr = max(alone[n], key=lambda t: alone[n][t].miou())
+        lines.append(f"| {n} | {100 * m:.1f}% | {100 * alone[n][thr].miou():.1f}% ({thr:.2f}) | {100 * best:.1f}% | {100 * (m - best):+.1f} | "
                      f"{auroc_bad(conf, iou):.3f} | {spearman(conf, iou):.3f} | {auroc_bad(agr, iou):.3f} | "
                      f"{np.mean(per[n]['sec']):.2f} | {singles_txt} |")
     text = "\n".join(lines)

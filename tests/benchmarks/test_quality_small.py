@@ -138,15 +138,19 @@ def test_fusion_study_small(tmp_path, capsys):
     spec.loader.exec_module(study)
     data = _voc_folder(tmp_path / "voc", n=6)
     args = ["--data", str(data), "--cache", str(tmp_path / "cache"), "--fit-size", "96",
-            "--explain-size", "128", "--workers", "1", "--variants", "default,previous",
+            "--explain-size", "128", "--workers", "1", "--variants", "default,previous,pamr",
             "--singles", "--out", str(tmp_path / "table.md")]
     assert study.main(args) == 0
     rows = {line.split("|")[1].strip(): line for line in (tmp_path / "table.md").read_text().splitlines()
-            if line.startswith("| default") or line.startswith("| previous")}
-    assert set(rows) == {"default", "previous"}
+            if line.startswith(("| default", "| previous", "| pamr"))}
+    assert set(rows) == {"default", "previous", "pamr"}
     cells = [c.strip() for c in rows["default"].strip("|").split("|")]
-    assert 0.0 <= float(cells[1].rstrip("%")) <= 100.0 and 0.0 <= float(cells[2].rstrip("%")) <= 100.0
+    assert 0.0 <= float(cells[1].rstrip("%")) <= 100.0 and 0.0 <= float(cells[3].rstrip("%")) <= 100.0
+    assert cells[2].endswith(")")  # the fused map alone, at its best background threshold
     assert "gradcam" in cells[-1]  # each single explainer has its own mIoU
+    refined = [c.strip() for c in rows["pamr"].strip("|").split("|")]
+    assert refined[2] == cells[2]  # same fused map: the refinement stage comes after it
+    assert "gradcam" in refined[-1]  # singles go through the same refinement
     # the maps are cached: a second run explains nothing and gives the same table
     capsys.readouterr()
     assert study.main(args[:-2]) == 0

@@ -245,6 +245,7 @@ def test_help_shows_required_arguments_every_option_and_one_default(capsys):
 
     cfg = EWCConfig()
     assert f"(default {cfg.mask_weight})" in label_help and f"(default {cfg.class_competition})" in label_help
+    assert f"(default {cfg.refine})" in label_help
 
 
 def test_list_explainers_needs_no_dataset_and_no_torch():

@@ -42,8 +42,9 @@ def test_method_options_reach_the_config():
 
     ns = argparse.Namespace(explainers="gradcam, layercam", explain_size=None, fg_threshold=0.7,
                             bg_threshold=None, box_threshold=None, temperature=0.2,
-                            mask_weight=0.25, class_competition=0.0)
+                            mask_weight=0.25, class_competition=0.0, refine="pamr")
     cfg = build_config(ns)
+    assert cfg.refine == "pamr" and cfg.to_dict()["refine"] == "pamr"
     assert cfg.explainers == ("gradcam", "layercam") and cfg.prompts.fg_threshold == 0.7
     assert cfg.score.temperature == 0.2 and cfg.mask_weight == 0.25 and cfg.class_competition == 0.0
     assert cfg.to_dict()["mask_weight"] == 0.25  # recorded with the run
