@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ewc_fo.engine.classifier import Classifier, load_classifier  # noqa: E402
-from ewc_fo.engine.explainers import create_explainer, explain, list_explainers  # noqa: E402
+from ewc_fo.engine.explain import explain  # noqa: E402
+from ewc_fo.engine.explainers import create_explainer, list_explainers  # noqa: E402
 from ewc_fo.engine.images import load_image  # noqa: E402
 from ewc_fo.engine.pipeline import downscale, merge  # noqa: E402
 from ewc_fo.engine.prompts import PromptConfig, make_prompt  # noqa: E402

@@ -147,7 +147,7 @@ def build_cache(args, data: Path, ids: list[str]) -> Path:
 
     from ewc_fo.engine.checkpoint import save_checkpoint
     from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.explainers import explain
+    from ewc_fo.engine.explain import explain
     from ewc_fo.engine.fitting import fit_classifier
     from ewc_fo.engine.images import load_image
     from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig, downscale
@@ -251,7 +251,7 @@ def _job(task):
     """One image under every variant -> per variant: label maps (fused, singles), confidence."""
     from PIL import Image
 
-    from ewc_fo.engine.explainers import ExplainOutput
+    from ewc_fo.engine.explain import ExplainOutput
     from ewc_fo.engine.images import load_image
     from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.pipeline import EWC, downscale, merge

@@ -22,7 +22,8 @@ from .budget import Deadline, Limits
 from .classifier import Classifier, describe
 from .device import autocast_dtype, cpu_count, empty_cache, is_oom
 from .errors import ConfigError, EWCError, ImageLoadError, NoLabelError, TooManyClassesError
-from .explainers import Explainer, ExplainOutput, create_explainer, explain, list_explainers
+from .explain import ExplainOutput, explain
+from .explainers import Explainer, create_explainer, list_explainers
 from .images import MIN_SIDE, check_image, check_not_flat
 from .limits import check_input_size
 from .prompts import Prompt, PromptConfig, make_prompt

@@ -12,7 +12,7 @@ import torch
 from ewc_fo.engine.classifier import load_classifier
 from ewc_fo.engine.device import autocast_dtype, cpu_count, is_oom, resolve_device
 from ewc_fo.engine.errors import ConfigError
-from ewc_fo.engine.explainers import explain
+from ewc_fo.engine.explain import explain
 from ewc_fo.engine.pipeline import EWC, EWCConfig
 from ewc_fo.engine.prompts import Prompt, PromptConfig, Region, make_prompt
 from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter

@@ -14,7 +14,8 @@ from torch import nn
 
 from ewc_fo.engine.classifier import Classifier
 from ewc_fo.engine.errors import ConfigError, ImageLoadError, UnknownClassError
-from ewc_fo.engine.explainers import create_explainer, explain, list_explainers
+from ewc_fo.engine.explain import explain
+from ewc_fo.engine.explainers import create_explainer, list_explainers
 from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS
 from ewc_fo.testing import TinyCNN, synthetic_image, synthetic_scene, tiny_classifier
 
@@ -188,7 +189,8 @@ def test_no_teardown_noise_from_pytorch_grad_cam(tmp_path):
         import torch
         torch.set_num_threads(1)
         from ewc_fo.engine.errors import ConfigError
-        from ewc_fo.engine.explainers import create_explainer, explain, list_explainers
+        from ewc_fo.engine.explain import explain
+        from ewc_fo.engine.explainers import create_explainer, list_explainers
         from ewc_fo.testing import synthetic_image, tiny_classifier
 
         clf = tiny_classifier(3)

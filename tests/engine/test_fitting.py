@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 
 from ewc_fo.engine import fitting
 from ewc_fo.engine.errors import ConfigError, ImageLoadError
-from ewc_fo.engine.explainers import create_explainer, explain
+from ewc_fo.engine.explain import explain
+from ewc_fo.engine.explainers import create_explainer
 from ewc_fo.engine.fitting import encode_labels, fit_classifier, heldout_split
 from ewc_fo.engine.images import load_image
 
