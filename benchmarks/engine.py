@@ -37,7 +37,7 @@ from ewc_fo.engine.classifier import Classifier, load_classifier  # noqa: E402
 from ewc_fo.engine.explain import explain  # noqa: E402
 from ewc_fo.engine.explainers import create_explainer, list_explainers  # noqa: E402
 from ewc_fo.engine.images import load_image  # noqa: E402
-from ewc_fo.engine.pipeline import downscale, merge  # noqa: E402
+from ewc_fo.engine.maps import downscale, merge  # noqa: E402
 from ewc_fo.engine.prompts import PromptConfig, make_prompt  # noqa: E402
 from ewc_fo.engine.scoring import ScoreConfig, agreement, combine, concentration, fuse  # noqa: E402
 from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter  # noqa: E402

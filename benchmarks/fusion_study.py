@@ -150,7 +150,8 @@ def build_cache(args, data: Path, ids: list[str]) -> Path:
     from ewc_fo.engine.explain import explain
     from ewc_fo.engine.fitting import fit_classifier
     from ewc_fo.engine.images import load_image
-    from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig, downscale
+    from ewc_fo.engine.maps import downscale
+    from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig
 
     names = tuple(args.explainers.split(",")) if args.explainers else DEFAULT_EXPLAINERS
     scales = tuple(float(s) for s in args.scales.split(","))
@@ -253,8 +254,9 @@ def _job(task):
 
     from ewc_fo.engine.explain import ExplainOutput
     from ewc_fo.engine.images import load_image
+    from ewc_fo.engine.maps import downscale, merge
     from ewc_fo.engine.metrics import ConfusionMatrix
-    from ewc_fo.engine.pipeline import EWC, downscale, merge
+    from ewc_fo.engine.pipeline import EWC
     from ewc_fo.engine.refine import refine_labels
 
     data, cache, image_id, configs, singles, gt_ids = task

@@ -118,8 +118,8 @@ def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", ref
     ``gt_names[i]`` names ground-truth id ``i`` (ids need not be contiguous: COCO's are not);
     a classifier class with no ground-truth id counts as wrong wherever it is predicted."""
     from ewc_fo.engine.images import load_image
+    from ewc_fo.engine.maps import merge
     from ewc_fo.engine.metrics import ConfusionMatrix
-    from ewc_fo.engine.pipeline import merge
     from ewc_fo.engine.refine import refine_labels
 
     C = len(gt_names)

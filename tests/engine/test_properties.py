@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ewc_fo.engine.pipeline import compete, merge
+from ewc_fo.engine.maps import compete, merge
 from ewc_fo.engine.prompts import PromptConfig, make_prompt
 from ewc_fo.engine.scoring import (
     ScoreConfig,
