@@ -136,7 +136,10 @@ def test_compute_operator_in_browser(app, artifacts):
             assert {"ewc_mask", "ewc_heatmap_fused", "ewc_heatmap_gradcam", "ewc_heatmap_input_x_gradient"} <= set(
                 ds.get_field_schema())
             assert "ewc_heatmap_layercam" not in ds.get_field_schema()  # the form's choice was used
-            assert "ewc-low-confidence" in ds.list_saved_views()
+            # the run saves its views and App config after the last sample's fields: wait for them
+            _wait(lambda: ds.reload() or "ewc-low-confidence" in ds.list_saved_views(), 120,
+                  "the run's triage views")
+            ds.reload()
             page.wait_for_selector("text=ewc_confidence", timeout=60_000)  # sidebar after reload_dataset
             page.wait_for_selector("text=2 labeled, 0 failed", timeout=30_000)  # the operator's output
             page.wait_for_timeout(1000)
