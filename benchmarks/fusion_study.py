@@ -58,6 +58,10 @@ VARIANTS: dict[str, dict] = {
     "pamr": {"refine": "pamr"},
     "crf_b75": {"refine": "crf", "refine_mask_weight": 0.75},
     "pamr_b75": {"refine": "pamr", "refine_mask_weight": 0.75},
+    # the class-agnostic objectness cue (ewc_fo/engine/objectness.py)
+    "obj50": {"objectness": 0.5},
+    "obj80": {"objectness": 0.8},
+    "obj100": {"objectness": 1.0},
 }
 #: background thresholds swept for the "fused map alone" column (the IRN protocol, as quality.py)
 MAP_THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)
@@ -95,6 +99,8 @@ def parse_args(argv=None):
     p.add_argument("--singles", action="store_true",
                    help="also segment each explainer's own map at full quality (K more masks per class)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--backbone", default="efficientnet_lite0", help="what `ewc-fo fit --backbone` takes")
+    p.add_argument("--finetune-blocks", type=int, default=0, help="as `ewc-fo fit --finetune-blocks`")
     p.add_argument("--fit-size", type=int, default=448)
     p.add_argument("--explain-size", type=int, default=448)
     p.add_argument("--scales", default="1", help="comma-separated explain scales")
@@ -142,6 +148,16 @@ def image_labels(data: Path) -> dict[str, list[str]]:
     return out
 
 
+def classifier_path(args) -> Path:
+    """One cached classifier per backbone, fine-tuning and fit size."""
+    name = args.backbone.replace(":", "-")
+    if args.finetune_blocks:
+        name += f"_ft{args.finetune_blocks}"
+    if args.fit_size != 448:
+        name += f"_fit{args.fit_size}"
+    return Path(args.cache) / f"{name}.safetensors"
+
+
 def build_cache(args, data: Path, ids: list[str]) -> Path:
     """Fit (image-level labels of every image in the folder) and explain ``ids``; idempotent."""
 
@@ -155,16 +171,17 @@ def build_cache(args, data: Path, ids: list[str]) -> Path:
 
     names = tuple(args.explainers.split(",")) if args.explainers else DEFAULT_EXPLAINERS
     scales = tuple(float(s) for s in args.scales.split(","))
-    key = f"s{args.explain_size}_{'-'.join(map(str, scales))}{'_flip' if args.flip else ''}_{'-'.join(names)}"
+    key = f"{classifier_path(args).stem}_s{args.explain_size}_{'-'.join(map(str, scales))}{'_flip' if args.flip else ''}_{'-'.join(names)}"
     cache = Path(args.cache) / key
     cache.mkdir(parents=True, exist_ok=True)
-    ckpt = Path(args.cache) / "classifier.safetensors"
+    ckpt = classifier_path(args)
     labels = image_labels(data)
     if not ckpt.exists():
         all_ids = sorted(labels)
         clf = fit_classifier([str(data / "JPEGImages" / f"{i}.jpg") for i in all_ids],
                              [labels[i] for i in all_ids], fit_size=args.fit_size,
-                             input_size=args.explain_size)
+                             input_size=args.explain_size, backbone=args.backbone,
+                             finetune_blocks=args.finetune_blocks)
         save_checkpoint(clf, ckpt)
         print(f"fitted: held-out {clf.meta.get('metric')} {clf.meta.get('heldout_score')}", flush=True)
     todo = [i for i in ids if not (cache / f"{i}.npz").exists()]
@@ -201,7 +218,7 @@ def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int, wo
         cv2.setNumThreads(1)
     _W["clf"] = load_classifier(ckpt, input_size=explain_size)
     _W["seg"] = create_segmenter(seg_name, checkpoint=sam2_ckpt)
-    _W.update(seg_name=seg_name, sam2_ckpt=sam2_ckpt)
+    _W.update(seg_name=seg_name, sam2_ckpt=sam2_ckpt, worker=worker)
 
 
 def _segmenter(kw: dict):
@@ -266,6 +283,13 @@ def _job(task):
     image = load_image(Path(data) / "JPEGImages" / f"{image_id}.jpg")
     gt = np.asarray(Image.open(Path(data) / "SegmentationClass" / f"{image_id}.png"))
     res = {}
+    objectness = None
+    if any(cfg.objectness > 0 for cfg, _ in configs.values()):  # once per image, for every variant
+        from ewc_fo.engine.objectness import U2NetObjectness
+
+        if "obj" not in _W:
+            _W["obj"] = U2NetObjectness(threads=1 if _W.get("worker") else None)
+        objectness = _W["obj"](downscale(image, next(iter(configs.values()))[0].max_side))
     for vname, (cfg, seg_kw) in configs.items():
         cfg = replace(cfg, keep_explainer_masks=singles)
         ewc = EWC(_W["clf"], _segmenter(seg_kw), cfg)
@@ -275,7 +299,7 @@ def _job(task):
             o = ExplainOutput(list(cfg.explainers), out.classes, out.maps[keep], out.scores)
         work = downscale(image, cfg.max_side)
         t0 = time.perf_counter()
-        r = ewc.segment_explained(image, work, o)
+        r = ewc.segment_explained(image, work, o, objectness=objectness if cfg.objectness > 0 else None)
         dt = time.perf_counter() - t0
         ids = np.array([0] + [gt_ids[_W["clf"].class_names[c]] for c in out.classes])
         single = {}
@@ -342,7 +366,7 @@ def main(argv=None) -> int:
     gt_ids = {n: i for i, n in enumerate(class_names(data))}
     tasks = [(str(data), str(cache), i, configs, args.singles, gt_ids) for i in ids]
     t0 = time.perf_counter()
-    init = (str(Path(args.cache) / "classifier.safetensors"), args.segmenter, args.sam2_checkpoint,
+    init = (str(classifier_path(args)), args.segmenter, args.sam2_checkpoint,
             args.explain_size)
     if args.workers > 1:
         pool = get_context("spawn").Pool(args.workers, _init, init)

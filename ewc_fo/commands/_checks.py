@@ -24,7 +24,7 @@ from ..engine.errors import ConfigError
 from ..engine.limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
-BUILTIN_CLASSIFIERS = ("efficientnet_lite0", "efficientnet-lite0")
+BUILTIN_CLASSIFIERS = tuple(f"efficientnet{sep}lite{i}" for i in range(3) for sep in "_-")
 
 
 # ---------------------------------------------------------------- argparse types

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
                      help="fo.Classification or fo.Classifications field with the image-level labels")
     req.add_argument("--out", required=True, help="checkpoint to write (safetensors; metadata in <out>.json)")
     p.add_argument("--backbone", default="efficientnet_lite0",
-                   help="efficientnet_lite0 (offline), torchvision:<name> or timm:<name>")
+                   help="efficientnet_lite0/1/2 (offline), torchvision:<name> or timm:<name>")
     p.add_argument("--head", default="linear", choices=["linear", "mlp"],
                    help="linear: logistic regression on the features; mlp: one hidden layer")
     p.add_argument("--finetune-blocks", type=chk.non_negative_int, default=0,
@@ -59,7 +59,7 @@ def check_args(args) -> None:
     if args.backbone not in chk.BUILTIN_CLASSIFIERS and not (sep and kind in ("torchvision", "timm") and arch):
         from ..engine.errors import ConfigError
 
-        raise ConfigError(f"unknown backbone {args.backbone!r}: use efficientnet_lite0, "
+        raise ConfigError(f"unknown backbone {args.backbone!r}: use efficientnet_lite0/1/2, "
                           "torchvision:<name> or timm:<name>")
     chk.check_file_target(args.out, "--out")
     if args.cache_dir is not None:

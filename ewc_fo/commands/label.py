@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--view", default=None, help="name of a saved view of the dataset to use instead")
     p.add_argument("--prefix", default="ewc", help="prefix of every field the run writes")
     p.add_argument("--classifier", default="efficientnet_lite0",
-                   help="efficientnet_lite0, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit`")
+                   help="efficientnet_lite0/1/2, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit`")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a classifier checkpoint that needs unpickling (can run code: trusted files only)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"],

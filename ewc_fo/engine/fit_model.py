@@ -17,7 +17,8 @@ from .classifier import (
     IMAGENET_STD,
     LiteBackbone,
     auto_layers,
-    build_efficientnet_lite0,
+    build_efficientnet_lite,
+    lite_name,
 )
 from .errors import ConfigError
 
@@ -87,11 +88,11 @@ def make_head(kind: str, num_features: int, num_classes: int, hidden: int = 256)
 def build_backbone(name: str, pretrained: bool = True) -> tuple[nn.Module, tuple, tuple]:
     """A feature extractor (classifier head removed) and its normalisation mean/std.
 
-    ``efficientnet_lite0`` works offline; ``torchvision:<name>`` and ``timm:<name>`` use the
+    ``efficientnet_lite0/1/2`` work offline; ``torchvision:<name>`` and ``timm:<name>`` use the
     libraries' weight loading (download or local cache).
     """
-    if name in ("efficientnet_lite0", "efficientnet-lite0"):
-        return build_efficientnet_lite0(pretrained), IMAGENET_MEAN, IMAGENET_STD
+    if lite_name(name):
+        return build_efficientnet_lite(name, pretrained), IMAGENET_MEAN, IMAGENET_STD
     if name.startswith("torchvision:"):
         import torchvision
 
@@ -125,7 +126,7 @@ def build_backbone(name: str, pretrained: bool = True) -> tuple[nn.Module, tuple
         cfg = net.pretrained_cfg or {}
         return net, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
     raise ConfigError(
-        f"unknown backbone {name!r}: use 'efficientnet_lite0', 'torchvision:<name>' or 'timm:<name>'"
+        f"unknown backbone {name!r}: use 'efficientnet_lite0' (or lite1/lite2), 'torchvision:<name>' or 'timm:<name>'"
     )
 
 

@@ -92,3 +92,18 @@ def _resize_mask(m: np.ndarray, H: int, W: int) -> np.ndarray:
     if m.shape == (H, W):
         return m
     return cv2.resize(m.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
+def gate(maps: np.ndarray, objectness: np.ndarray, alpha: float) -> np.ndarray:
+    """Maps (..., h, w) times ``(1 - alpha) + alpha * O``, each renormalised to max 1.
+
+    ``O`` (h, w) is where any object is (objectness.py); a class's evidence on pixels no
+    object covers is reduced, so prompts and masks stop at the object. The maps keep their
+    shape elsewhere, and an all-zero map stays all-zero.
+    """
+    g = (1.0 - alpha) + alpha * np.clip(objectness, 0.0, 1.0).astype(np.float32)
+    if g.shape != maps.shape[-2:]:
+        g = cv2.resize(g, (maps.shape[-1], maps.shape[-2]), interpolation=cv2.INTER_LINEAR)
+    out = maps * g
+    top = out.max(axis=(-2, -1), keepdims=True)
+    return np.where(top > 0, out / np.maximum(top, 1e-12), 0.0).astype(np.float32)

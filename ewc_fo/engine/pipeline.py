@@ -25,7 +25,7 @@ from .explain import ExplainOutput, explain
 from .explainers import Explainer, create_explainer, list_explainers
 from .images import MIN_SIDE, check_image
 from .limits import check_input_size
-from .maps import _check_working, _resize_mask, compete, downscale, merge
+from .maps import _check_working, _resize_mask, compete, downscale, gate, merge
 from .prompts import Prompt, PromptConfig, make_prompt
 from .refine import check_method, refine_segmentations
 from .scoring import (
@@ -78,6 +78,9 @@ class EWCConfig:
     refine: str = "none"
     #: beta of refine.py: how much the segmenter's mask (vs the fused map) counts in the evidence
     refine_mask_weight: float = 0.5
+    #: alpha in [0, 1]: every map is multiplied by ``(1 - alpha) + alpha * O`` with ``O`` the
+    #: class-agnostic objectness of each pixel (``objectness.py``); 0 = no objectness cue
+    objectness: float = 0.0
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -93,7 +96,7 @@ class EWCConfig:
                 check_input_size(self.explain_size, "explain_size")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
-        for name in ("mask_weight", "class_competition", "refine_mask_weight"):
+        for name in ("mask_weight", "class_competition", "refine_mask_weight", "objectness"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         check_method(self.refine)
@@ -145,10 +148,13 @@ class EWC:
     """
 
     def __init__(self, classifier: Classifier, segmenter: Segmenter, config: EWCConfig | None = None,
-                 limits: Limits | None = None, *, precision: str = "auto"):
+                 limits: Limits | None = None, *, precision: str = "auto", objectness=None):
         self.clf = classifier
         self.segmenter = segmenter
         self.config = config or EWCConfig()
+        #: image (H, W, 3) uint8 -> (H, W) objectness in [0, 1]; loaded on first use when
+        #: ``config.objectness > 0`` and none is given (objectness.py's U²-Net-p)
+        self.objectness = objectness
         self.limits = limits or Limits()  # time/memory bounds: not part of the recorded method
         #: execution, not method (so not in the config): "auto" = bfloat16 autocast on a
         #: GPU, float32 on CPU; "bf16" / "fp32" force one
@@ -171,6 +177,7 @@ class EWC:
         return {
             "classifier": describe(self.clf),
             "segmenter": self.segmenter.describe(),
+            "objectness": str(getattr(self.objectness, "path", "")) or None,
             "config": self.config.to_dict(),
             "explainers": [e.key for e in self.explainers],
             "available_explainers": list_explainers(),
@@ -282,32 +289,40 @@ class EWC:
     # ------------------------------------------------------------------ a batch
 
     def segment_explained(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
-                          deadline: Deadline | None = None) -> ImageResult:
+                          deadline: Deadline | None = None, objectness: np.ndarray | None = None) -> ImageResult:
         """Score, fuse, prompt, segment and merge one already-explained image.
 
         ``work`` is ``image`` at the working size (:func:`downscale`) and ``out`` its maps;
         separate from :meth:`run` so maps computed once can be segmented many ways.
         ``deadline`` is checked between stages and, through ``segmenter.deadline``, inside
-        the segmenter (:class:`SampleTimeoutError` when spent).
+        the segmenter (:class:`SampleTimeoutError` when spent). ``objectness``: the image's
+        objectness map at the working size, if already computed.
         """
-        return self.segment_batch([image], [work], [out], deadline=deadline)[0]
+        return self.segment_batch([image], [work], [out], deadline=deadline,
+                                  objectness=None if objectness is None else [objectness])[0]
 
     def segment_batch(self, images: Sequence[np.ndarray], work: Sequence[np.ndarray],
-                      outs: Sequence[ExplainOutput], deadline: Deadline | None = None) -> list[ImageResult]:
+                      outs: Sequence[ExplainOutput], deadline: Deadline | None = None,
+                      objectness: Sequence[np.ndarray] | None = None) -> list[ImageResult]:
         """:meth:`segment_explained` for a whole batch, the segmenter working batch-wide:
         the batch is set once (SAM2: one image-encoder pass), then every explainer prompt
         of every image is cut in one call, then every fused prompt in one more.
         ``deadline`` bounds the whole batch (checked as in :meth:`segment_explained`)."""
         self.segmenter.deadline = deadline  # set first: GrabCut's per-image copies carry it
         try:
-            return self._segment_batch(images, work, outs, deadline or Deadline(None))
+            return self._segment_batch(images, work, outs, deadline or Deadline(None), objectness)
         finally:
             self.segmenter.deadline = None
 
-    def _segment_batch(self, images, work, outs, deadline: Deadline) -> list[ImageResult]:
+    def _segment_batch(self, images, work, outs, deadline: Deadline, objectness=None) -> list[ImageResult]:
         cfg = self.config
+        if objectness is None:
+            objectness = [None] * len(work)
+            if cfg.objectness > 0:
+                with self._stage("objectness"):
+                    objectness = [self.objectness_of(w) for w in work]
         with self._stage("prepare"):
-            states = self._map(self._prepare, images, work, outs)
+            states = self._map(self._prepare, images, work, outs, objectness)
         deadline.check("scoring")
         with self._stage("segmenter_set"):
             self.segmenter.set_images(list(work))
@@ -341,13 +356,24 @@ class EWC:
         with ThreadPoolExecutor(n, thread_name_prefix="ewc") as pool:
             return list(pool.map(lambda a: fn(*a), items))
 
-    def _prepare(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput) -> _Work:
-        """Class competition, per-explainer scores and each explainer's own prompts."""
+    def objectness_of(self, work: np.ndarray) -> np.ndarray:
+        """The class-agnostic objectness of an image at the working size (section 4b)."""
+        if self.objectness is None:
+            from .objectness import load_objectness
+
+            self.objectness = load_objectness(None, str(self.clf.device))
+        return self.objectness(work)
+
+    def _prepare(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
+                 objectness: np.ndarray | None = None) -> _Work:
+        """Class competition, objectness, per-explainer scores and each explainer's own prompts."""
         cfg = self.config
         K, C = out.maps.shape[:2]
         maps = out.maps
         if cfg.class_competition > 0 and C > 1:  # every explainer's maps, so singles compare fairly
             maps = np.stack([compete(m, out.scores, cfg.class_competition) for m in maps])
+        if cfg.objectness > 0 and objectness is not None:
+            maps = gate(maps, objectness, cfg.objectness)
         st = _Work(image=image, work=work, out=out, maps=maps,
                    conc=[concentration(maps[:, c]) for c in range(C)],
                    agree=[agreement(maps[:, c]) for c in range(C)])
