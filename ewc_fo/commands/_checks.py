@@ -265,6 +265,15 @@ def classifier_classes(source: str) -> tuple[str, ...] | None:
     )
 
 
+def check_objectness(alpha: float | None) -> None:
+    """An objectness weight > 0 needs onnxruntime and the U²-Net file: say so before any work."""
+    if alpha:
+        from ..engine.objectness import INSTALL_HINT, objectness_available
+
+        if not objectness_available():
+            raise ConfigError(f"--objectness {alpha:g} needs the U²-Net-p objectness model: {INSTALL_HINT}")
+
+
 # ---------------------------------------------------------------- checks that need torch
 
 

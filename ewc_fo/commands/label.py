@@ -72,6 +72,10 @@ def add_parser(sub) -> None:
     p.add_argument("--refine", default=None, choices=["none", "crf", "pamr"],
                    help="refine the final masks with the fused map and the image: crf (dense CRF, needs "
                    "pip install pydensecrf2) or pamr (torch, nothing extra) (default none)")
+    p.add_argument("--objectness", type=chk.unit_float, default=None, metavar="A",
+                   help="0..1: how much every map is lowered where no object is, by U²-Net-p's "
+                   "class-agnostic objectness (0 = off; needs onnxruntime and the model, see "
+                   "docs/method.md 4b)")
     p.add_argument("--batch-size", type=chk.positive_int, default=None,
                    help="images per pass, >= 1 (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
@@ -110,6 +114,7 @@ def check_args(args) -> None:
     chk.check_explainers(args.explainers)
     chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
     chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
+    chk.check_objectness(getattr(args, "objectness", None))
     if args.sample_timeout < 0:
         from ..engine.errors import ConfigError
 
@@ -138,7 +143,7 @@ def build_config(args):
         cfg = replace(cfg, prompts=prompts)
     if args.temperature is not None:
         cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
-    for name in ("mask_weight", "class_competition", "refine"):
+    for name in ("mask_weight", "class_competition", "refine", "objectness"):
         if getattr(args, name, None) is not None:
             cfg = replace(cfg, **{name: getattr(args, name)})
     return cfg
