@@ -62,6 +62,9 @@ VARIANTS: dict[str, dict] = {
     "obj50": {"objectness": 0.5},
     "obj80": {"objectness": 0.8},
     "obj100": {"objectness": 1.0},
+    # prompt thresholds relative to a high quantile of the map instead of its maximum
+    "q99": {"prompts.top_quantile": 0.99},
+    "q95": {"prompts.top_quantile": 0.95},
 }
 #: background thresholds swept for the "fused map alone" column (the IRN protocol, as quality.py)
 MAP_THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)

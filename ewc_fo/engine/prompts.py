@@ -31,6 +31,9 @@ class PromptConfig:
     negative_points: int = 4
     min_region: float = 0.01  # regions smaller than this share of the image are dropped
     max_regions: int = 4
+    #: thresholds are relative to this quantile of the map (1.0 = its maximum); below 1, a map
+    #: whose evidence sits in a few sharp peaks (LayerCAM) is not judged by its single hottest pixel
+    top_quantile: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.bg_threshold < self.box_threshold <= self.fg_threshold <= 1:
@@ -40,6 +43,8 @@ class PromptConfig:
             )
         if self.points_per_region < 1 or self.negative_points < 0 or self.max_regions < 1:
             raise ConfigError("need points_per_region >= 1, negative_points >= 0, max_regions >= 1")
+        if not 0.5 <= self.top_quantile <= 1:
+            raise ConfigError(f"top_quantile must be in [0.5, 1], got {self.top_quantile}")
         if not 0 <= self.min_region < 1:
             raise ConfigError(f"min_region is a share of the image in [0, 1), got {self.min_region}")
 
@@ -88,7 +93,10 @@ def make_prompt(fused: np.ndarray, cfg: PromptConfig = PromptConfig()) -> Prompt
     top = float(m.max())
     if top <= 1e-6:
         return Prompt([], np.zeros((0, 2), np.float32), m, cfg)
-    m = m / top
+    if cfg.top_quantile < 1:
+        warm = m[m > 0]
+        top = max(float(np.quantile(warm, cfg.top_quantile)), 1e-6)
+    m = np.minimum(m / top, 1.0)
     fg = m >= cfg.fg_threshold
     boxable = (m >= cfg.box_threshold).astype(np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(boxable, connectivity=8)
