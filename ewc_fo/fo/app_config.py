@@ -7,7 +7,8 @@ the run's fields in a sidebar group of their own.
 
 It only ever adds: a user's active fields, sidebar groups and colours are kept as they are
 (a class the user already coloured keeps that colour everywhere), and a run re-done or resumed
-finds the colours it gave before.
+finds the colours it gave before. Deleting a run (:func:`forget_run`) takes back its sidebar
+group and nothing else.
 """
 
 from __future__ import annotations
@@ -146,4 +147,24 @@ def configure_app(dataset: fo.Dataset, prefix: str, label_field: str, run_fields
     cfg.sidebar_groups = groups
 
     cfg.color_scheme = _color_scheme(dataset, [p for p in (label_field, inst) if p in schema])
+    dataset.save()
+
+
+def forget_run(dataset: fo.Dataset, prefix: str, run_fields: list[str]) -> None:
+    """Take run ``prefix``'s sidebar group out of ``dataset.app_config`` as the run is deleted
+    (FiftyOne drops deleted fields from the groups, not the emptied group). Fields of the
+    user's own that were moved into it stay there; other groups are not touched. Saves the
+    dataset's App config if it changed."""
+    cfg = dataset.app_config
+    name, mine = sidebar_group_name(prefix), set(run_fields)
+    if not any(g.name == name for g in cfg.sidebar_groups or []):
+        return
+    groups = []
+    for g in cfg.sidebar_groups:
+        if g.name == name:
+            g.paths = [p for p in g.paths if p not in mine]
+            if not g.paths:
+                continue
+        groups.append(g)
+    cfg.sidebar_groups = groups
     dataset.save()

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 COLLECTION = "ewc_fo_claims"
 SCHEMA = "__schema__"
+#: how long a schema change waits for another holder of the lock before giving up
+SCHEMA_WAIT_S = 300.0
 _POLL_S = 0.1
 _index_ready = False
 
@@ -267,11 +269,12 @@ _local = threading.local()
 
 
 @contextmanager
-def schema_lock(dataset: fo.Dataset, *, ttl_s: float = 60.0, wait_s: float = 300.0) -> Iterator[fo.Dataset]:
+def schema_lock(dataset: fo.Dataset, *, ttl_s: float = 60.0, wait_s: float | None = None) -> Iterator[fo.Dataset]:
     """Serialize changes to ``dataset``'s document (fields, runs, saved views, mask
     targets) across processes; the dataset is reloaded on entry so changes start from
     the latest schema. Re-entrant within a thread. Renewed while held, so a slow change
-    (deleting a field of a large dataset) keeps it; a killed holder's lock expires."""
+    (deleting a field of a large dataset) keeps it; a killed holder's lock expires.
+    Waits ``wait_s`` (default :data:`SCHEMA_WAIT_S`) for another holder."""
     key = f"{_dataset_key(dataset)}:{SCHEMA}"
     held = getattr(_local, "held", None)
     if held is None:
@@ -285,7 +288,7 @@ def schema_lock(dataset: fo.Dataset, *, ttl_s: float = 60.0, wait_s: float = 300
         return
     lease = Lease(key, ttl_s=ttl_s, what=f"the field schema of dataset {dataset.name!r}")
     try:
-        lease.acquire(wait_s)
+        lease.acquire(SCHEMA_WAIT_S if wait_s is None else wait_s)
     except RunInProgressError as e:
         raise SchemaBusyError(str(e)) from None
     lease.start_renewing()

@@ -20,6 +20,7 @@ import numpy as np
 from fiftyone.utils.eval.segmentation import SegmentationResults, SimpleEvaluationConfig
 
 from ..engine.errors import ConfigError
+from .claims import schema_lock
 
 #: name of the extra class that holds predicted ids the ground truth does not name
 OTHER = "(other)"
@@ -100,11 +101,14 @@ def record_run(
     """
     config = SimpleEvaluationConfig(pred_field, gt_field)
     method = config.build()
-    try:
-        method.register_run(view, eval_key)
-    except ValueError as e:
-        raise ConfigError(f"cannot record evaluation {eval_key!r}: {e}; pass another eval key") from e
-    method.register_samples(view, eval_key)  # adds <key>_accuracy/_precision/_recall
+    # the run and its fields live in the dataset document: under the schema lock, the
+    # per-sample values outside it (voxel51/fiftyone#3185, ewc_fo.fo.claims)
+    with schema_lock(view._dataset):
+        try:
+            method.register_run(view, eval_key)
+        except ValueError as e:
+            raise ConfigError(f"cannot record evaluation {eval_key!r}: {e}; pass another eval key") from e
+        method.register_samples(view, eval_key)  # adds <key>_accuracy/_precision/_recall
     fields = [f"{eval_key}_{m}" for m in ("accuracy", "precision", "recall")]
     items = list(confusion.per_sample.items())
     for k, name in enumerate(fields):
@@ -129,8 +133,9 @@ def record_run(
         backend=method,
         ewc_report=report,
     )
-    method.save_run_results(view, eval_key, results)
-    method.add_fields_to_sidebar_group(view, eval_key, omit_fields=(pred_field, gt_field))
+    with schema_lock(view._dataset):
+        method.save_run_results(view, eval_key, results)
+        method.add_fields_to_sidebar_group(view, eval_key, omit_fields=(pred_field, gt_field))
     return results
 
 

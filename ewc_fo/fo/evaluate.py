@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..engine import metrics
 from ..engine.errors import ConfigError
+from .claims import schema_lock
 from .eval_run import SampleConfusion, check_run, record_run
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,9 @@ def evaluate(
 
     if iou_field:
         if iou_field not in schema:
-            dataset.add_sample_field(iou_field, fo.FloatField)
+            with schema_lock(dataset):  # another process may be declaring fields too
+                if iou_field not in dataset.get_field_schema():
+                    dataset.add_sample_field(iou_field, fo.FloatField)
         items = list(ious.items())
         for i in range(0, len(items), chunk_size):
             view.set_values(iou_field, dict(items[i : i + chunk_size]), key_field="id")

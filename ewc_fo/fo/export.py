@@ -462,6 +462,14 @@ def export_voc(
     return res
 
 
+def check_classes(dataset: fo.Dataset, prefix: str, classes: str) -> None:
+    """Raise the :class:`ConfigError` an export with ``classes`` would for the classes of the
+    run's mask targets (a form checks as it is filled; instance-only labels are left to the export)."""
+    targets = dataset.mask_targets.get(f"{prefix}_mask") or {}
+    run = {int(k): str(v) for k, v in targets.items() if int(k) not in (0, VOID)}
+    output_classes(run, classes, dataset.mask_targets, voc_default=False)
+
+
 def export(
     samples: fo.Dataset | fo.DatasetView, out_dir: str | os.PathLike, fmt: str, **kwargs
 ) -> ExportResult:

@@ -16,6 +16,7 @@ from importlib import metadata
 import fiftyone as fo
 
 from ..engine.errors import ConfigError
+from .app_config import forget_run
 from .claims import schema_lock
 from .prefix import PREFIX_RE, check_prefix  # noqa: F401 - the rule lives where the CLI can reach it light
 
@@ -94,8 +95,8 @@ def owned_fields(dataset: fo.Dataset, prefix: str) -> list[str]:
 
 
 def delete_run(dataset: fo.Dataset, prefix: str, delete_files: bool = False) -> None:
-    """Delete a run's fields, saved views, mask targets and record (never anything else);
-    with ``delete_files`` also the files it wrote (:func:`delete_run_files`)."""
+    """Delete a run's fields, saved views, mask targets, sidebar group and record (never
+    anything else); with ``delete_files`` also the files it wrote (:func:`delete_run_files`)."""
     with schema_lock(dataset):
         rec = get_run(dataset, prefix)
         if rec is None:
@@ -113,6 +114,7 @@ def delete_run(dataset: fo.Dataset, prefix: str, delete_files: bool = False) -> 
         if mt.pop(f"{prefix}_mask", None) is not None:
             dataset.mask_targets = mt
             dataset.save()
+        forget_run(dataset, prefix, list(rec.get("fields", {}).values()))
         dataset.delete_run(prefix)
 
 

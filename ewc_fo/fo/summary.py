@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+import fiftyone as fo
+
 from ..engine.errors import ConfigError
 from .runs import RUN_TYPE
 from .views import REJECT_TAG, REVIEWED_TAG, saved_view_name, triage_view
+
+
+def exact_count(samples) -> int:
+    """The number of samples, counted: ``len()`` and ``count()`` of a whole dataset are
+    MongoDB's estimate from collection metadata, which reads 0 just after a database crash."""
+    return samples.aggregate(fo.Count())
 
 
 def list_ewc_runs(dataset) -> list[str]:
@@ -26,8 +34,8 @@ def review_progress(samples, prefix: str = "ewc", bins: int = 10) -> dict:
     counts, edges, _ = labeled.histogram_values(conf, bins=bins, range=[0.0, 1.0])
     left_counts, _, _ = todo.histogram_values(conf, bins=bins, range=[0.0, 1.0])
     return {
-        "labeled": len(labeled), "reviewed": len(labeled.match_tags(REVIEWED_TAG)),
-        "rejected": len(labeled.match_tags(REJECT_TAG)), "left": len(todo),
+        "labeled": exact_count(labeled), "reviewed": exact_count(labeled.match_tags(REVIEWED_TAG)),
+        "rejected": exact_count(labeled.match_tags(REJECT_TAG)), "left": exact_count(todo),
         "edges": [round(float(e), 3) for e in edges], "counts": [int(c) for c in counts],
         "left_counts": [int(c) for c in left_counts], "view": saved_view_name(prefix, "to_review"),
     }
@@ -61,7 +69,7 @@ def run_summary(view, prefix: str | None = None, worst: int = 5) -> str:
         seg = rec.get("segmenter", {})
         lines.append(f"run {p!r}: status {rec.get('status')}, segmenter {seg.get('name')} "
                      f"({seg.get('checkpoint', 'no weights')}), label field {rec.get('label_field')!r}")
-        lines.append(f"  labeled {len(done)} of {len(view)}; failed {sum(errors.values())}"
+        lines.append(f"  labeled {len(done)} of {exact_count(view)}; failed {sum(errors.values())}"
                      + (" (" + ", ".join(f"{k}: {n}" for k, n in errors.items()) + ")" if errors else ""))
         if done:
             lines.append(f"  confidence: mean {sum(done) / len(done):.3f}, min {min(done):.3f}, max {max(done):.3f}")

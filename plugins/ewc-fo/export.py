@@ -88,6 +88,19 @@ class ExportMasks(foo.Operator):
                               fixed=COCO_FIXED if fmt == "coco" else VOC_CLASS_FILES)
         except ConfigError as e:
             invalid(prop, str(e))
+        prop = inputs.str("classes", required=False, label="Class ids",
+                          description="'voc' (the 21 standard VOC ids), a class-list file on the server (one "
+                          "name per line, background first; or JSON), or a field with mask targets (e.g. "
+                          "ground_truth). Empty: VOC's ids when the run's classes are VOC's (VOC format), "
+                          "else the run's own")
+        classes = (ctx.params.get("classes") or "").strip()
+        if classes:
+            from ewc_fo.fo.export import check_classes
+
+            try:
+                check_classes(ctx.dataset, prefix, classes)
+            except ConfigError as e:
+                invalid(prop, str(e))
         inputs.bool("skip_rejected", default=True, label="Skip samples tagged ewc:reject")
         inputs.bool("reviewed_only", default=False, label="Only samples tagged ewc:reviewed")
         if fmt == "coco":
@@ -108,7 +121,8 @@ class ExportMasks(foo.Operator):
         view = ctx.target_view()
         fmt = p.get("format", "coco")
         out = confine(p.get("out_dir") or default_out_dir(ctx, p["prefix"], fmt), export_root(ctx))
-        kwargs = dict(prefix=p["prefix"], skip_rejected=bool(p.get("skip_rejected", True)),
+        kwargs = dict(prefix=p["prefix"], classes=(p.get("classes") or "").strip() or None,
+                      skip_rejected=bool(p.get("skip_rejected", True)),
                       reviewed_only=bool(p.get("reviewed_only", False)), overwrite=bool(p.get("overwrite", False)),
                       progress=Progress(ctx, "exporting"))
         if fmt == "coco":

@@ -8,6 +8,7 @@ import pytest
 import ewc_fo
 from ewc_fo.engine.pipeline import EWCConfig
 from ewc_fo.engine.segmenters import create_segmenter
+from ewc_fo.fo import runs
 from ewc_fo.fo.app_config import PALETTE, class_colors, configure_app, sidebar_group_name
 
 from ._data import make_dataset
@@ -76,6 +77,37 @@ def test_user_config_is_kept(tmp_path):
     assert gt[5] == "#123456"  # the user's colour for tabby ...
     assert _mask_colors(cfg.color_scheme, "ewc_mask") == {1: "#123456", 2: gt[6]}  # ... is the run's too
     assert len([f for f in cfg.color_scheme.fields if f["path"] == "ewc_mask"]) == 1
+
+
+def test_deleting_a_run_takes_back_its_sidebar_group(tmp_path):
+    ds = make_dataset(str(tmp_path), "app-config-delete", n=1)
+    ds.add_sample_field("note", fo.StringField)
+    ds.add_sample_field("note2", fo.StringField)
+    ds.app_config.sidebar_groups = [fo.SidebarGroupDocument(name="mine", paths=["note", "labels"])]
+    ds.app_config.grid_media_field = "filepath"
+    ds.save()
+    for p in ("a", "b"):
+        fields = {"mask": f"{p}_mask", "confidence": f"{p}_confidence"}
+        ds.add_sample_field(fields["mask"], fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation)
+        ds.add_sample_field(fields["confidence"], fo.FloatField)
+        runs.save_run(ds, p, {"fields": fields, "views": [], "status": "complete"})
+        configure_app(ds, p, "labels", list(fields.values()))
+    # the user moved a field of their own into run b's group
+    next(g for g in ds.app_config.sidebar_groups if g.name == "ewc-fo b").paths.append("note2")
+    ds.save()
+    groups = lambda: {g.name: list(g.paths) for g in ds.app_config.sidebar_groups}  # noqa: E731
+    assert groups() == {"mine": ["note", "labels"], "ewc-fo a": ["a_mask", "a_confidence"],
+                        "ewc-fo b": ["b_mask", "b_confidence", "note2"]}
+
+    runs.delete_run(ds, "a")
+    ds.reload()
+    assert groups() == {"mine": ["note", "labels"], "ewc-fo b": ["b_mask", "b_confidence", "note2"]}
+    runs.delete_run(ds, "b")
+    ds.reload()
+    assert groups() == {"mine": ["note", "labels"], "ewc-fo b": ["note2"]}  # the user's field stays
+    assert ds.app_config.grid_media_field == "filepath" and "note2" in ds.get_field_schema()
+    runs.delete_run(ds, "b")  # gone already: nothing changes
+    assert groups() == {"mine": ["note", "labels"], "ewc-fo b": ["note2"]}
 
 
 def test_excluded_active_fields_stop_excluding_the_run(tmp_path):

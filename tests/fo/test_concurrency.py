@@ -16,18 +16,21 @@ import time
 from collections import Counter
 
 import fiftyone as fo
+import numpy as np
 import pytest
 
 import ewc_fo
 from ewc_fo.cli import main
-from ewc_fo.engine.errors import ClaimLostError, RunInProgressError
+from ewc_fo.engine.errors import ClaimLostError, RunInProgressError, SchemaBusyError
 from ewc_fo.engine.pipeline import EWCConfig
 from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo import runs
+from ewc_fo.fo import claims, runs
 from ewc_fo.fo.claims import claim_prefix, schema_lock
+from ewc_fo.fo.evaluate import evaluate
+from ewc_fo.fo.recipes._common import _finish
 from ewc_fo.fo.views import TRIAGE
 
-from ._data import make_dataset
+from ._data import PHOTOS, make_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N = 4
@@ -219,3 +222,45 @@ def _try_lock(ds) -> str:
             return ""
     except RunInProgressError as e:
         return str(e)
+
+
+def _other_holder(ds) -> claims.Lease:
+    """The schema lock as another process would hold it (its own owner id; our pid, so not
+    taken over as a dead holder's)."""
+    return claims.Lease(f"{claims._dataset_key(ds)}:{claims.SCHEMA}", ttl_s=30, what="test").acquire()
+
+
+def test_evaluate_and_import_wait_for_the_schema_lock(shared, monkeypatch):
+    """Evaluation and an importer's finish change the dataset document (fields, an evaluation
+    run, the App's sidebar, mask targets, classes): with the lock held elsewhere they wait,
+    and past the wait refuse before changing anything."""
+    monkeypatch.setattr(claims, "SCHEMA_WAIT_S", 0.3)
+    for f in ("ground_truth", "ewc_mask"):
+        shared.add_sample_field(f, fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation)
+    m = np.zeros((8, 8), np.uint8)
+    m[2:6, 2:6] = 1
+    shared.set_values("ground_truth", [fo.Segmentation(mask=m)] * N)
+    shared.set_values("ewc_mask", [fo.Segmentation(mask=m)] * N)
+    shared.mask_targets = {"ground_truth": {1: "tabby"}, "ewc_mask": {1: "tabby"}}
+    shared.save()
+
+    other = _other_holder(shared)
+    try:
+        with pytest.raises(SchemaBusyError, match="field schema"):
+            evaluate(shared)  # declaring ewc_iou
+        with pytest.raises(SchemaBusyError, match="field schema"):
+            evaluate(shared, sample_iou_field="")  # registering the evaluation run
+        with pytest.raises(SchemaBusyError, match="field schema"):
+            _finish(shared, "labels", "src", "folder", ("gt2", {1: "tabby"}))
+        shared.reload()
+        assert "ewc_iou" not in shared.get_field_schema() and not shared.list_evaluations()
+        assert not [f for f in shared.get_field_schema() if f.startswith("ewc_eval")]
+        assert "gt2" not in shared.mask_targets and "labels" not in shared.classes
+    finally:
+        other.release()
+
+    report = evaluate(shared)
+    assert report.miou == pytest.approx(1.0)
+    assert "ewc_eval" in shared.list_evaluations() and "ewc_iou" in shared.get_field_schema()
+    _finish(shared, "labels", "src", "folder", ("gt2", {1: "tabby"}))
+    assert shared.mask_targets["gt2"] == {1: "tabby"} and shared.classes["labels"] == sorted(PHOTOS.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fiftyone as fo
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,7 +11,7 @@ import ewc_fo
 from ewc_fo.cli import main
 from ewc_fo.engine.pipeline import EWCConfig
 from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo.summary import review_progress
+from ewc_fo.fo.summary import review_progress, run_summary
 
 from ._data import make_dataset
 
@@ -59,3 +60,13 @@ def test_summary_cli_progress_and_png(labeled, tmp_path, capsys):
     assert "no ewc-fo run 'nope'" in capsys.readouterr().err
     assert main(["summary", ds.name, "--png", str(tmp_path)]) == 2  # a folder: checked before any work
     assert "--png" in capsys.readouterr().err
+
+
+def test_counts_are_exact_not_estimated(labeled, monkeypatch):
+    """Just after a database crash MongoDB's estimated count (what ``len()`` of a whole
+    dataset reads) is 0; the summary counts the samples instead."""
+    monkeypatch.setattr(fo.Dataset, "_estimated_count", lambda self, frames=False: 0)
+    assert len(labeled) == 0  # what the estimate says
+    assert "labeled 4 of 4;" in run_summary(labeled, "mine")
+    p = review_progress(labeled, "mine")
+    assert (p["labeled"], p["reviewed"], p["rejected"], p["left"]) == (4, 0, 0, 4)

@@ -244,6 +244,27 @@ def test_export_coco_and_voc(labeled, export_root):
     rel = foo.get_operator(f"{URI}/export_masks")(ds, "rel/coco", format="coco", copy_images=False)
     assert rel["out_dir"] == str(export_root / "rel" / "coco")
     assert props(resolve("export_masks", ds, {"prefix": "ewc"}))["out_dir"].default.startswith(str(export_root))
+    # class ids as `ewc-fo export --classes`: a file here, checked in the form, passed to the export
+    names = tmp_path.parent / "names.txt"
+    names.write_text("background\nzebra\ntabby\nespresso\nmissile\ntripod\n")
+    form = {"prefix": "ewc", "format": "voc", "out_dir": "voc-ids"}
+    assert "classes" in props(resolve("export_masks", ds, form))
+    assert "classes" not in invalid(resolve("export_masks", ds, {**form, "classes": str(names)}))
+    assert "not 'voc', a file" in invalid(resolve("export_masks", ds, {**form, "classes": "nope"}))["classes"]
+    assert "not in the class list" in invalid(resolve("export_masks", ds, {**form, "classes": "voc"}))["classes"]
+    ids = run("export_masks", ds, dict(form, classes=str(names)))
+    assert ids.result["num_images"] == 3
+    voc_ids = export_root / "voc-ids"
+    assert (voc_ids / "class_names.txt").read_text().splitlines() == names.read_text().splitlines()
+    used = set().union(*(np.unique(np.asarray(Image.open(f))) for f in (voc_ids / "SegmentationClass").glob("*.png")))
+    assert used - {0, 255} and used - {0, 255} <= {2, 3, 4, 5}  # the file's ids, not the run's 1..
+    js = foo.get_operator(f"{URI}/export_masks")(ds, "coco-ids", format="coco", copy_images=False,
+                                                  classes=str(names))
+    cats = json.loads((export_root / "coco-ids" / "labels.json").read_text())["categories"]
+    assert js["num_images"] == 3 and {c["name"]: c["id"] for c in cats}["tabby"] == 2
+    with pytest.raises(Exception, match="not in the class list"):  # the form's check refuses it
+        foo.get_operator(f"{URI}/export_masks")(ds, "coco-voc", format="coco", classes="voc")
+    assert not (export_root / "coco-voc").exists()
 
 
 def test_export_is_confined_to_the_root(labeled, export_root, tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ...engine.errors import ConfigError
+from ..claims import schema_lock
 from ..classes import VOC_CLASSES  # noqa: F401  (re-exported by ewc_fo.fo.recipes)
 from ..export import safe_name
 
@@ -92,18 +93,21 @@ def _finish(
         name = ds.name
         fo.delete_dataset(name)
         raise ConfigError(f"no images found in {source} ({kind})")
-    if label_field in ds.get_field_schema():
-        path = (
-            f"{label_field}.classifications.label"
-            if ds.get_field(label_field).document_type is fo.Classifications
-            else f"{label_field}.label"
-        )
-        ds.classes = {**ds.classes, label_field: sorted(ds.distinct(path))}
-    if gt:
-        ds.mask_targets = {**ds.mask_targets, gt[0]: gt[1]}
     ds.compute_metadata(progress=False)  # image sizes for the App and for exports
-    ds.info = {**ds.info, "ewc_import": {"kind": kind, "source": str(source), "label_field": label_field}}
-    ds.save()
+    # the dataset is already visible by name (the App, a label run): its document changes
+    # under the schema lock, as every other writer's do
+    with schema_lock(ds):
+        if label_field in ds.get_field_schema():
+            path = (
+                f"{label_field}.classifications.label"
+                if ds.get_field(label_field).document_type is fo.Classifications
+                else f"{label_field}.label"
+            )
+            ds.classes = {**ds.classes, label_field: sorted(ds.distinct(path))}
+        if gt:
+            ds.mask_targets = {**ds.mask_targets, gt[0]: gt[1]}
+        ds.info = {**ds.info, "ewc_import": {"kind": kind, "source": str(source), "label_field": label_field}}
+        ds.save()
     return ds
 
 
