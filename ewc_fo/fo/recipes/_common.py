@@ -16,6 +16,7 @@ from ...engine.errors import ConfigError
 from ..claims import schema_lock
 from ..classes import VOC_CLASSES  # noqa: F401  (re-exported by ewc_fo.fo.recipes)
 from ..export import safe_name
+from ..summary import exact_count
 
 log = logging.getLogger("ewc_fo.fo.recipes")
 
@@ -89,7 +90,7 @@ def _finish(
 ) -> fo.Dataset:
     """Record the class list, the GT mask targets (``gt = (field, targets)``), each image's
     metadata and the provenance."""
-    if len(ds) == 0:
+    if exact_count(ds) == 0:  # counted: an estimated 0 must never delete a finished import
         name = ds.name
         fo.delete_dataset(name)
         raise ConfigError(f"no images found in {source} ({kind})")
