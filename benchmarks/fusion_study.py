@@ -65,8 +65,6 @@ VARIANTS: dict[str, dict] = {
     # prompt thresholds relative to a high quantile of the map instead of its maximum
     "q99": {"prompts.top_quantile": 0.99},
     "q95": {"prompts.top_quantile": 0.95},
-    "q99_exp": {"explainer_top_quantile": 0.99},
-    "q98_exp": {"explainer_top_quantile": 0.98},
 }
 #: background thresholds swept for the "fused map alone" column (the IRN protocol, as quality.py)
 MAP_THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.05), 2)

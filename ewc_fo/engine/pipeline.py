@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -81,10 +81,6 @@ class EWCConfig:
     #: alpha in [0, 1]: every map is multiplied by ``(1 - alpha) + alpha * O`` with ``O`` the
     #: class-agnostic objectness of each pixel (``objectness.py``); 0 = no objectness cue
     objectness: float = 0.0
-    #: ``PromptConfig.top_quantile`` of each explainer's own prompts (the fused map's prompts
-    #: use ``prompts``): below 1, a peaky map (LayerCAM) is thresholded against its upper
-    #: quantile rather than its single hottest pixel
-    explainer_top_quantile: float = 1.0
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -103,8 +99,6 @@ class EWCConfig:
         for name in ("mask_weight", "class_competition", "refine_mask_weight", "objectness"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.5 <= self.explainer_top_quantile <= 1:
-            raise ConfigError(f"explainer_top_quantile must be in [0.5, 1], got {self.explainer_top_quantile}")
         check_method(self.refine)
         if int(self.max_side) < MIN_SIDE:
             raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
@@ -380,14 +374,12 @@ class EWC:
             maps = np.stack([compete(m, out.scores, cfg.class_competition) for m in maps])
         if cfg.objectness > 0 and objectness is not None:
             maps = gate(maps, objectness, cfg.objectness)
-        exp_prompts = cfg.prompts if cfg.explainer_top_quantile == cfg.prompts.top_quantile else \
-            replace(cfg.prompts, top_quantile=cfg.explainer_top_quantile)
         st = _Work(image=image, work=work, out=out, maps=maps,
                    conc=[concentration(maps[:, c]) for c in range(C)],
                    agree=[agreement(maps[:, c]) for c in range(C)])
         need_masks = (cfg.use_quality and K > 1) or cfg.mask_weight > 0
         if need_masks or cfg.keep_explainer_masks:
-            st.per_exp = [make_prompt(maps[k, c], exp_prompts) for c in range(C) for k in range(K)]
+            st.per_exp = [make_prompt(maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
         return st
 
     def _fuse(self, st: _Work) -> None:

@@ -101,3 +101,17 @@ def test_max_regions():
 def test_threshold_validation(kw):
     with pytest.raises(ConfigError):
         PromptConfig(**kw)
+
+
+def test_top_quantile_judges_a_peaky_map_by_more_than_its_hottest_pixel():
+    """One spike over a broad warm blob: against the maximum only the spike is foreground;
+    against the 99th percentile the blob's core is too (LayerCAM's failure as a prompt)."""
+    yy, xx = np.mgrid[:80, :100]
+    m = 0.3 * np.exp(-((yy - 40) ** 2 + (xx - 50) ** 2) / 400.0)
+    m[40, 50] = 1.0
+    by_max = make_prompt(m.astype(np.float32), PromptConfig())
+    by_q = make_prompt(m.astype(np.float32), PromptConfig(top_quantile=0.99))
+    area = lambda p: sum(float((r.box[2] - r.box[0] + 1) * (r.box[3] - r.box[1] + 1)) for r in p.regions)
+    assert area(by_q) > 10 * max(area(by_max), 1.0)
+    with pytest.raises(ConfigError, match="top_quantile"):
+        PromptConfig(top_quantile=0.2)
