@@ -85,8 +85,13 @@ class LabelWorker:
         if not isinstance(seg, Segmenter):
             seg = create_segmenter(seg, checkpoint=spec.sam2_checkpoint, device=device,
                                    **(spec.segmenter_options or {}))
+        # the actor's thread share also sizes its per-image and GrabCut pools: by default they
+        # take every core of the node, and N actors per node would each start that many threads
+        if hasattr(seg, "workers"):
+            seg.workers = spec.threads
         self.clf, self.spec, self.device = clf, spec, device
         self.ewc = EWC(clf, seg, spec.config, spec.limits)
+        self.ewc.workers = spec.threads
 
     def run(self, ids: list[str], paths: list[str], labels: list[list[str]],
             missing: list[str]) -> list[tuple[str, dict]]:

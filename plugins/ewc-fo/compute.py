@@ -22,6 +22,8 @@ KNOBS = (
     ("class_competition", "Class competition",
      "0-1: how much a class's maps give way where another class of the image is stronger"),
     ("mask_weight", "Mask votes", "0-1: how much each explainer votes with the mask its own map prompted"),
+    ("objectness", "Objectness",
+     "0-1: how much every map is lowered where U²-Net-p sees no object (0 = off; docs/method.md 1c)"),
 )
 
 
@@ -162,12 +164,12 @@ class ComputeEWC(foo.Operator):
 
     def __call__(self, samples, label_field: str, *, prefix="ewc", classifier="efficientnet_lite0",
                  explainers=None, segmenter="auto", sam2_checkpoint=None, explain_size=None, batch_size=4,
-                 class_competition=None, mask_weight=None, overwrite=False, output_dir=None,
+                 class_competition=None, mask_weight=None, objectness=None, overwrite=False, output_dir=None,
                  ray_address=None, workers=1, gpus_per_worker=0.0, delegate=False):
         params = dict(label_field=label_field, prefix=prefix, classifier=classifier,
                       explainers=list(explainers) if explainers else None, segmenter=segmenter,
                       sam2_checkpoint=sam2_checkpoint, explain_size=explain_size, batch_size=batch_size,
-                      class_competition=class_competition, mask_weight=mask_weight,
+                      class_competition=class_competition, mask_weight=mask_weight, objectness=objectness,
                       overwrite=overwrite, output_dir=output_dir, ray_address=ray_address,
                       workers=workers, gpus_per_worker=gpus_per_worker)
         return call(self.uri, samples, params, delegate)

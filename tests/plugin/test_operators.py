@@ -117,6 +117,7 @@ def test_compute_form(ds):
     assert p["class_competition"].default == 0.7 and p["mask_weight"].default == 0.5
     assert "mask_weight" in invalid(resolve("compute_ewc", ds, {"mask_weight": 1.5}))
     assert "class_competition" in invalid(resolve("compute_ewc", ds, {"class_competition": -1}))
+    assert p["objectness"].default == 0.0 and "objectness" in invalid(resolve("compute_ewc", ds, {"objectness": 2}))
 
 
 def test_execution_options_follow_target_size(ds):
