@@ -5,8 +5,9 @@ maps at most 320 px, GrabCut): the in-process run against
 Ray with 1 and 2 workers (one torch thread each, a local Ray cluster), each in a fresh
 subprocess: s/img, Ray's overhead at 1 worker (target <= 10 %) and the speed-up at 2 workers
 (target >= 1.7x on 2 cores), both against the in-process run held to one core (one Ray worker's
-share: one thread for torch, the per-image steps and GrabCut), plus the in-process run on every core and the database's share of wall time. The classifier is
-EfficientNet-Lite0 with a random VOC head (speed does not depend on how good it is).
+share: one thread for torch, the per-image steps and GrabCut), plus the in-process run on
+every core, and the database's share of wall time. The classifier is EfficientNet-Lite0 with a
+random VOC head (speed does not depend on how good it is).
 
 Part 2, what a real cluster stresses: the run's fields for S simulated samples written by
 W concurrent writers (processes, each the driver's own ``flush`` with ``write_every``-sized

@@ -111,7 +111,10 @@ def test_top_quantile_judges_a_peaky_map_by_more_than_its_hottest_pixel():
     m[40, 50] = 1.0
     by_max = make_prompt(m.astype(np.float32), PromptConfig())
     by_q = make_prompt(m.astype(np.float32), PromptConfig(top_quantile=0.99))
-    area = lambda p: sum(float((r.box[2] - r.box[0] + 1) * (r.box[3] - r.box[1] + 1)) for r in p.regions)
+
+    def area(p):
+        return sum(float((r.box[2] - r.box[0] + 1) * (r.box[3] - r.box[1] + 1)) for r in p.regions)
+
     assert area(by_q) > 10 * max(area(by_max), 1.0)
     with pytest.raises(ConfigError, match="top_quantile"):
         PromptConfig(top_quantile=0.2)
