@@ -57,7 +57,8 @@ def label_child(data: str, n: int, workers: int) -> dict:
     from ewc_fo.engine.segmenters import create_segmenter
     from ewc_fo.fo.recipes import VOC_CLASSES, import_voc
 
-    ds = import_voc(f"ewc-rayscale-{workers}", data, overwrite=True, max_samples=n)
+    name = "ewc-rayscale-onecore" if workers < 0 else f"ewc-rayscale-{workers}"
+    ds = import_voc(name, data, overwrite=True, max_samples=n)
     torch.manual_seed(0)
     model, mean, std = build_fitted_model("efficientnet_lite0", 20)
     # 224 px and maps at most 320 px: three engines (in-process, or a driver and two workers)
