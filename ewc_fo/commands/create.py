@@ -65,7 +65,9 @@ def run(args) -> int:
 def describe(ds, label_field: str) -> str:
     """One paragraph a user can check the import against."""
     classes = ds.classes.get(label_field, [])
-    lines = [f"dataset {ds.name!r}: {len(ds)} images, {len(classes)} classes in field {label_field!r}"]
+    from ..fo.summary import exact_count
+
+    lines = [f"dataset {ds.name!r}: {exact_count(ds)} images, {len(classes)} classes in field {label_field!r}"]
     schema = ds.get_field_schema()
     if label_field in schema:
         unlabeled = len(ds.exists(label_field, False))

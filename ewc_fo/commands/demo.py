@@ -21,10 +21,10 @@ def run(args) -> int:
     from ..engine.segmenters import create_segmenter
     from ..fo.label import label
     from ..fo.runs import get_run
-    from ..fo.summary import run_summary
+    from ..fo.summary import exact_count, run_summary
 
     ds = build_demo_dataset(overwrite=args.fresh)
-    print(f"dataset {ds.name!r}: {len(ds)} real photos (scikit-image, CC0/public domain)")
+    print(f"dataset {ds.name!r}: {exact_count(ds)} real photos (scikit-image, CC0/public domain)")
     rec = get_run(ds, "ewc")
     if rec is None or rec.get("status") != "complete":
         seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint)
