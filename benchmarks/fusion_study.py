@@ -62,6 +62,8 @@ VARIANTS: dict[str, dict] = {
     "obj50": {"objectness": 0.5},
     "obj80": {"objectness": 0.8},
     "obj100": {"objectness": 1.0},
+    "objlabels30": {"objectness_labels": 0.3},
+    "objlabels50": {"objectness_labels": 0.5},
     # prompt thresholds relative to a high quantile of the map instead of its maximum
     "q99": {"prompts.top_quantile": 0.99},
     "q95": {"prompts.top_quantile": 0.95},
@@ -287,7 +289,7 @@ def _job(task):
     gt = np.asarray(Image.open(Path(data) / "SegmentationClass" / f"{image_id}.png"))
     res = {}
     objectness = None
-    if any(cfg.objectness > 0 for cfg, _ in configs.values()):  # once per image, for every variant
+    if any(cfg.objectness > 0 or cfg.objectness_labels > 0 for cfg, _ in configs.values()):  # once per image, for every variant
         from ewc_fo.engine.objectness import U2NetObjectness
 
         if "obj" not in _W:
@@ -302,7 +304,7 @@ def _job(task):
             o = ExplainOutput(list(cfg.explainers), out.classes, out.maps[keep], out.scores)
         work = downscale(image, cfg.max_side)
         t0 = time.perf_counter()
-        r = ewc.segment_explained(image, work, o, objectness=objectness if cfg.objectness > 0 else None)
+        r = ewc.segment_explained(image, work, o, objectness=objectness if cfg.objectness > 0 or cfg.objectness_labels > 0 else None)
         dt = time.perf_counter() - t0
         ids = np.array([0] + [gt_ids[_W["clf"].class_names[c]] for c in out.classes])
         single = {}

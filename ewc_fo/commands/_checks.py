@@ -265,13 +265,13 @@ def classifier_classes(source: str) -> tuple[str, ...] | None:
     )
 
 
-def check_objectness(alpha: float | None) -> None:
-    """An objectness weight > 0 needs onnxruntime and the U²-Net file: say so before any work."""
-    if alpha:
+def check_objectness(value: float | None, flag: str = "--objectness") -> None:
+    """Objectness options > 0 need onnxruntime and the U²-Net file: say so before any work."""
+    if value:
         from ..engine.objectness import INSTALL_HINT, objectness_available
 
         if not objectness_available():
-            raise ConfigError(f"--objectness {alpha:g} needs the U²-Net-p objectness model: {INSTALL_HINT}")
+            raise ConfigError(f"{flag} {value:g} needs the U²-Net-p objectness model: {INSTALL_HINT}")
 
 
 # ---------------------------------------------------------------- checks that need torch

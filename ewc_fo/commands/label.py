@@ -76,6 +76,10 @@ def add_parser(sub) -> None:
                    help="0..1: how much every map is lowered where no object is, by U²-Net-p's "
                    "class-agnostic objectness (0 = off; needs onnxruntime and the model, see "
                    "docs/method.md 4b)")
+    p.add_argument("--objectness-labels", type=chk.unit_float, default=None, metavar="T",
+                   help="draw the label map from objectness: pixels with U²-Net-p objectness >= T go to "
+                   "the class with the most fused evidence, the rest are background (0 = off; "
+                   "docs/method.md 1c, measured +4.6 mIoU with GrabCut on voc_dev)")
     p.add_argument("--batch-size", type=chk.positive_int, default=None,
                    help="images per pass, >= 1 (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
@@ -115,6 +119,7 @@ def check_args(args) -> None:
     chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
     chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
     chk.check_objectness(getattr(args, "objectness", None))
+    chk.check_objectness(getattr(args, "objectness_labels", None), "--objectness-labels")
     if args.sample_timeout < 0:
         from ..engine.errors import ConfigError
 
@@ -143,7 +148,7 @@ def build_config(args):
         cfg = replace(cfg, prompts=prompts)
     if args.temperature is not None:
         cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
-    for name in ("mask_weight", "class_competition", "refine", "objectness"):
+    for name in ("mask_weight", "class_competition", "refine", "objectness", "objectness_labels"):
         if getattr(args, name, None) is not None:
             cfg = replace(cfg, **{name: getattr(args, name)})
     return cfg

