@@ -67,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--class-competition", type=float, default=None)
     p.add_argument("--refine", default=None, choices=["none", "crf", "pamr"])
     p.add_argument("--objectness", type=float, default=None, help="objectness weight alpha (0 = off)")
+    p.add_argument("--objectness-labels", type=float, default=None,
+                   help="label map from objectness at this threshold (0 = off)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="what `ewc-fo fit --backbone` takes")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")
@@ -229,7 +231,8 @@ def main(argv=None) -> int:
         "fit_size": args.fit_size, "explain_size": args.explain_size, "held_out": clf.meta.get("heldout_score"),
         "explainers": list(cfg.explainers), "prompts": cfg.prompts.__dict__, "score": cfg.score.__dict__,
         "class_competition": cfg.class_competition, "mask_weight": cfg.mask_weight,
-        "draft_quality": cfg.draft_quality, "refine": cfg.refine, "objectness": cfg.objectness, "scales": list(cfg.scales), "flip": cfg.flip,
+        "draft_quality": cfg.draft_quality, "refine": cfg.refine, "objectness": cfg.objectness,
+        "objectness_labels": cfg.objectness_labels, "scales": list(cfg.scales), "flip": cfg.flip,
         "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
     }
     md = "\n".join([
