@@ -399,7 +399,8 @@ def prepare_run(
 
 def finish_run(plan: RunPlan) -> None:
     """Mark the run complete (and make its triage views) once no sample is left unmarked,
-    and set the App's config: all in the dataset document, so under the schema lock."""
+    and set the App's config: all in the dataset document, so under the schema lock.
+    Then clear the temporary files of writers that died."""
     with schema_lock(plan.dataset):
         if not _has_todo(plan.samples, plan.names):
             plan.summary.views = create_triage_views(plan.dataset, plan.prefix)
@@ -407,6 +408,11 @@ def finish_run(plan: RunPlan) -> None:
             plan.record["status"] = "complete"
         runs.save_run(plan.dataset, plan.prefix, plan.record)
         configure_app(plan.dataset, plan.prefix, plan.label_field, list(plan.names.values()))
+    # every writer of this run has stopped (the claim is still held): what a worker killed
+    # mid-write left (a Ray node lost, its batch redone elsewhere) goes now, not at the next run
+    removed = runs.clean_temp_files(plan.out_dir)
+    if removed:
+        log.info("removed %d temporary files a lost worker of %r left behind", removed, plan.prefix)
 
 
 def _make_output_dirs(out_dir: str) -> None:

@@ -8,6 +8,7 @@ that marks a sample finished last).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -139,17 +140,28 @@ def _mean_scores(res: ImageResult) -> dict:
 
 
 def _atomic_png(arr: np.ndarray, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=runs.TEMP_PREFIX, suffix=".png")
-    os.close(fd)
-    Image.fromarray(arr).save(tmp)
-    os.replace(tmp, path)
+    with _atomic(path, ".png") as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
 
 
 def _atomic_npz(path: str, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=runs.TEMP_PREFIX, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
+    with _atomic(path, ".npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _atomic(path: str, suffix: str):
+    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader never
+    sees half a file. A failed write (disk full) removes its temporary file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=runs.TEMP_PREFIX, suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 MARKERS = ("confidence", "error")

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import fiftyone as fo
+import numpy as np
 import pytest
 
 import ewc_fo
@@ -130,6 +131,30 @@ def test_stray_temp_files_cleared_by_next_run(tmp_path, clf):
     assert _label(ds, clf, out).succeeded == 2
     assert not stray.exists()
     assert not [f for f in _files(out) if os.path.basename(f).startswith(("tmp", runs.TEMP_PREFIX))]
+
+
+def test_temp_files_of_a_worker_lost_mid_run_are_cleared_when_it_ends(tmp_path, clf):
+    ds = make_dataset(str(tmp_path / "i"), "recover-tmp-lost", n=4)
+    out = tmp_path / "o"
+    stray = out / "maps" / f"{runs.TEMP_PREFIX}l0st.npz"
+
+    def a_worker_dies_mid_write(done, total):  # after the run's own start-up sweep
+        if done == 2:
+            stray.write_bytes(b"half an npz")
+
+    summary = _label(ds, clf, out, progress=a_worker_dies_mid_write)
+    assert summary.succeeded == 4 and runs.get_run(ds, "ewc")["status"] == "complete"
+    assert not stray.exists()
+
+
+def test_a_failed_write_leaves_no_temp_file(tmp_path):
+    from ewc_fo.fo.sample_values import _atomic_png
+
+    target = tmp_path / "m.png"
+    target.write_bytes(b"the previous mask")
+    with pytest.raises(OSError):
+        _atomic_png(np.zeros((4, 4), np.float64), str(target))  # PNG cannot hold float pixels
+    assert os.listdir(tmp_path) == ["m.png"] and target.read_bytes() == b"the previous mask"
 
 
 def test_two_prefixes_cannot_share_an_output_dir(tmp_path, clf):
