@@ -106,7 +106,11 @@ class ExportMasks(foo.Operator):
         if fmt == "coco":
             inputs.bool("copy_images", default=True, label="Copy images")
             inputs.bool("polygons", default=False, label="Polygons instead of RLE")
+            inputs.bool("overlapping", default=False, label="Keep overlapping instances",
+                        description="Default: each pixel of an image belongs to one instance")
         else:
+            inputs.str("split", default="train", label="Split",
+                       description="Name of the ImageSets/Segmentation list (train, val, trainval, ...)")
             inputs.int("uncertain_band", default=0, label="Uncertain band (px)",
                        description="Void (255) this many pixels on each side of boundaries")
             inputs.float("min_confidence", required=False, label="Min confidence",
@@ -126,9 +130,11 @@ class ExportMasks(foo.Operator):
                       reviewed_only=bool(p.get("reviewed_only", False)), overwrite=bool(p.get("overwrite", False)),
                       progress=Progress(ctx, "exporting"))
         if fmt == "coco":
-            kwargs.update(copy_images=bool(p.get("copy_images", True)), polygons=bool(p.get("polygons", False)))
+            kwargs.update(copy_images=bool(p.get("copy_images", True)), polygons=bool(p.get("polygons", False)),
+                          overlapping=bool(p.get("overlapping", False)))
         else:
-            kwargs.update(uncertain_band=to_number(p.get("uncertain_band"), int, "uncertain_band", lo=0) or 0,
+            kwargs.update(split=(p.get("split") or "").strip() or "train",
+                          uncertain_band=to_number(p.get("uncertain_band"), int, "uncertain_band", lo=0) or 0,
                           min_confidence=to_number(p.get("min_confidence"), float, "min_confidence", lo=0, hi=1))
         result = export(view, out, fmt, **kwargs)
         return {"out_dir": result.out_dir, "num_images": result.num_images,

@@ -268,6 +268,23 @@ def test_export_coco_and_voc(labeled, export_root):
     assert not (export_root / "coco-voc").exists()
 
 
+def test_export_form_offers_the_clis_split_and_overlap_options(labeled, export_root, monkeypatch):
+    ds, _ = labeled
+    assert "split" in props(resolve("export_masks", ds, {"prefix": "ewc", "format": "voc"}))
+    assert "overlapping" in props(resolve("export_masks", ds, {"prefix": "ewc", "format": "coco"}))
+    out = foo.get_operator(f"{URI}/export_masks")(ds, "voc-val", format="voc", split="val")
+    lists = export_root / "voc-val" / "ImageSets" / "Segmentation"
+    assert [f.name for f in lists.iterdir()] == ["val.txt"]
+    assert len((lists / "val.txt").read_text().split()) == out["num_images"] == 3
+    import ewc_fo.fo.export as fx
+
+    seen, real = [], fx.export
+    monkeypatch.setattr(fx, "export", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    kept = foo.get_operator(f"{URI}/export_masks")(ds, "coco-overlap", format="coco", copy_images=False,
+                                                   overlapping=True)
+    assert kept["num_images"] == 3 and seen[-1]["overlapping"] is True
+
+
 def test_export_is_confined_to_the_root(labeled, export_root, tmp_path):
     ds, _ = labeled
     outside = tmp_path / "precious"
