@@ -24,7 +24,12 @@ KNOBS = (
     ("mask_weight", "Mask votes", "0-1: how much each explainer votes with the mask its own map prompted"),
     ("objectness", "Objectness",
      "0-1: how much every map is lowered where U²-Net-p sees no object (0 = off; docs/method.md 1c)"),
+    ("objectness_labels", "Labels from objectness",
+     "0 to below 1: pixels whose U²-Net-p objectness reaches this go to the class with the most evidence, "
+     "the rest to background (0 = off: masks from the segmenter; docs/method.md 1c)"),
 )
+#: knobs that load the U²-Net-p model when above 0
+OBJECTNESS_KNOBS = ("objectness", "objectness_labels")
 
 
 def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
@@ -43,7 +48,7 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
     checked_number(ctx, size, "explain_size", int, lo=32)
     for key, label, desc in KNOBS:
         prop = inputs.float(key, default=getattr(EWCConfig, key), label=label, description=desc)
-        checked_number(ctx, prop, key, float, lo=0, hi=1)
+        knob_check(ctx, prop, key)
     bs = inputs.int("batch_size", default=4, label="Batch size", description="Images per pass")
     checked_number(ctx, bs, "batch_size", int, lo=1)
     inputs.bool("overwrite", default=False, label="Overwrite",
@@ -52,6 +57,27 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
                description="Where masks and maps are written (default: next to the dataset)")
     ray_inputs(ctx, inputs)
     return field, prefix
+
+
+def knob_check(ctx, prop, key: str) -> None:
+    """Flag a method knob as the form is filled, with the engine's own rule (EWCConfig), and
+    an objectness knob when the U²-Net-p model is not installed on the server."""
+    from ewc_fo.engine.errors import ConfigError
+    from ewc_fo.engine.pipeline import EWCConfig
+
+    v = checked_number(ctx, prop, key, float, lo=0, hi=1)
+    if v is None:
+        return
+    try:
+        EWCConfig(**{key: v})
+    except ConfigError as e:
+        invalid(prop, str(e))
+        return
+    if v > 0 and key in OBJECTNESS_KNOBS:
+        from ewc_fo.engine.objectness import INSTALL_HINT, objectness_available
+
+        if not objectness_available():
+            invalid(prop, f"needs the U²-Net-p objectness model on the server: {INSTALL_HINT}")
 
 
 def ray_inputs(ctx, inputs) -> None:
@@ -164,14 +190,15 @@ class ComputeEWC(foo.Operator):
 
     def __call__(self, samples, label_field: str, *, prefix="ewc", classifier="efficientnet_lite0",
                  explainers=None, segmenter="auto", sam2_checkpoint=None, explain_size=None, batch_size=4,
-                 class_competition=None, mask_weight=None, objectness=None, overwrite=False, output_dir=None,
-                 ray_address=None, workers=1, gpus_per_worker=0.0, delegate=False):
+                 class_competition=None, mask_weight=None, objectness=None, objectness_labels=None,
+                 overwrite=False, output_dir=None, ray_address=None, workers=1, gpus_per_worker=0.0,
+                 delegate=False):
         params = dict(label_field=label_field, prefix=prefix, classifier=classifier,
                       explainers=list(explainers) if explainers else None, segmenter=segmenter,
                       sam2_checkpoint=sam2_checkpoint, explain_size=explain_size, batch_size=batch_size,
                       class_competition=class_competition, mask_weight=mask_weight, objectness=objectness,
-                      overwrite=overwrite, output_dir=output_dir, ray_address=ray_address,
-                      workers=workers, gpus_per_worker=gpus_per_worker)
+                      objectness_labels=objectness_labels, overwrite=overwrite, output_dir=output_dir,
+                      ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
         return call(self.uri, samples, params, delegate)
 
 

@@ -3,7 +3,8 @@
 Paths are confined: the App lets anyone who reaches it type a path, and "overwrite" clears
 the folder, so every export goes under one root, the plugin setting ``EWC_FO_EXPORT_ROOT``
 (a plugin secret or the server's environment variable; default
-``<fiftyone default_dataset_dir>/ewc_fo/exports``). A relative path is taken inside it.
+``<fiftyone default_dataset_dir>/ewc_fo/exports``); a class-list file is read only from there
+too. A relative path is taken inside it.
 """
 
 from __future__ import annotations
@@ -28,15 +29,24 @@ def export_root(ctx=None) -> str:
     return os.path.realpath(root or os.path.join(fo.config.default_dataset_dir, "ewc_fo", "exports"))
 
 
-def confine(path: str, root: str) -> str:
+def confine(path: str, root: str, what: str = "export folder") -> str:
     """``path`` (relative ones inside ``root``) resolved, or a ConfigError if it leaves ``root``."""
     from ewc_fo.engine.errors import ConfigError
 
     full = os.path.realpath(os.path.join(root, os.path.expanduser(str(path))))
     if full == root or os.path.commonpath([full, root]) != root:
-        raise ConfigError(f"export folder {path!r} is outside the export root {root} "
+        raise ConfigError(f"{what} {path!r} is outside the export root {root} "
                           f"(set {ROOT_KEY} to allow another place)")
     return full
+
+
+def class_source(ctx, value: str) -> str | None:
+    """The export's ``classes``: 'voc' and mask-targets fields as typed, a file only under the
+    export root (the server's other files are not the App's to read)."""
+    value = (value or "").strip()
+    if not value or value.lower() == "voc" or value in (ctx.dataset.mask_targets or {}):
+        return value or None
+    return confine(value, export_root(ctx), what="class-list file")
 
 
 def default_out_dir(ctx, prefix: str, fmt: str) -> str:
@@ -89,18 +99,18 @@ class ExportMasks(foo.Operator):
         except ConfigError as e:
             invalid(prop, str(e))
         prop = inputs.str("classes", required=False, label="Class ids",
-                          description="'voc' (the 21 standard VOC ids), a class-list file on the server (one "
-                          "name per line, background first; or JSON), or a field with mask targets (e.g. "
+                          description="'voc' (the 21 standard VOC ids), a class-list file under the export root "
+                          "(one name per line, background first; or JSON), or a field with mask targets (e.g. "
                           "ground_truth). Empty: VOC's ids when the run's classes are VOC's (VOC format), "
                           "else the run's own")
-        classes = (ctx.params.get("classes") or "").strip()
-        if classes:
-            from ewc_fo.fo.export import check_classes
+        try:
+            classes = class_source(ctx, ctx.params.get("classes"))
+            if classes:
+                from ewc_fo.fo.export import check_classes
 
-            try:
                 check_classes(ctx.dataset, prefix, classes)
-            except ConfigError as e:
-                invalid(prop, str(e))
+        except ConfigError as e:
+            invalid(prop, str(e))
         inputs.bool("skip_rejected", default=True, label="Skip samples tagged ewc:reject")
         inputs.bool("reviewed_only", default=False, label="Only samples tagged ewc:reviewed")
         if fmt == "coco":
@@ -125,7 +135,7 @@ class ExportMasks(foo.Operator):
         view = ctx.target_view()
         fmt = p.get("format", "coco")
         out = confine(p.get("out_dir") or default_out_dir(ctx, p["prefix"], fmt), export_root(ctx))
-        kwargs = dict(prefix=p["prefix"], classes=(p.get("classes") or "").strip() or None,
+        kwargs = dict(prefix=p["prefix"], classes=class_source(ctx, p.get("classes")),
                       skip_rejected=bool(p.get("skip_rejected", True)),
                       reviewed_only=bool(p.get("reviewed_only", False)), overwrite=bool(p.get("overwrite", False)),
                       progress=Progress(ctx, "exporting"))

@@ -90,7 +90,7 @@ def test_operator_configs():
     assert foo.get_operator(f"{URI}/compute_ewc").config.default_choice_to_delegated
 
 
-def test_compute_form(ds):
+def test_compute_form(ds, monkeypatch):
     form = resolve("compute_ewc", ds)
     p = props(form)
     assert list(p)[0] == "view_target"
@@ -118,6 +118,15 @@ def test_compute_form(ds):
     assert "mask_weight" in invalid(resolve("compute_ewc", ds, {"mask_weight": 1.5}))
     assert "class_competition" in invalid(resolve("compute_ewc", ds, {"class_competition": -1}))
     assert p["objectness"].default == 0.0 and "objectness" in invalid(resolve("compute_ewc", ds, {"objectness": 2}))
+    # labels from objectness: the engine's rule ([0, 1)), and the model must be on the server
+    assert p["objectness_labels"].default == 0.0
+    assert "[0, 1)" in invalid(resolve("compute_ewc", ds, {"objectness_labels": 1}))["objectness_labels"]
+    assert "objectness_labels" not in invalid(resolve("compute_ewc", ds, {"objectness_labels": 0.3}))
+    import ewc_fo.engine.objectness as obj
+
+    monkeypatch.setattr(obj, "objectness_available", lambda *a: False)
+    for knob in ("objectness", "objectness_labels"):
+        assert "U²-Net-p" in invalid(resolve("compute_ewc", ds, {knob: 0.3})).get(knob, "")
 
 
 def test_execution_options_follow_target_size(ds):
@@ -142,11 +151,13 @@ def test_forms_without_runs(tmp_path):
 def test_compute_selected_samples(ds, tmp_path):
     sid = ds.first().id
     res = run("compute_ewc", ds, dict(label_field="labels", prefix="sel", view_target="SELECTED_SAMPLES",
-                                      output_dir=str(tmp_path), class_competition=0.0, **FAST),
+                                      output_dir=str(tmp_path), class_competition=0.0,
+                                      objectness_labels=0.3, **FAST),
               selected=[sid])
     from ewc_fo.fo.runs import get_run
 
-    assert get_run(ds, "sel")["method"]["config"]["class_competition"] == 0.0  # the form's knob reached the run
+    cfg = get_run(ds, "sel")["method"]["config"]
+    assert cfg["class_competition"] == 0.0 and cfg["objectness_labels"] == 0.3  # the form's knobs reached the run
     assert res.result["labeled"] == 1 and res.result["total"] == 1
     assert ds.exists("sel_confidence").values("id") == [sid]
     requests = [r["operator_uri"] for r in res.executor.to_json()["requests"]]
@@ -246,11 +257,18 @@ def test_export_coco_and_voc(labeled, export_root):
     assert rel["out_dir"] == str(export_root / "rel" / "coco")
     assert props(resolve("export_masks", ds, {"prefix": "ewc"}))["out_dir"].default.startswith(str(export_root))
     # class ids as `ewc-fo export --classes`: a file here, checked in the form, passed to the export
-    names = tmp_path.parent / "names.txt"
+    names = tmp_path / "names.txt"  # class-list files are read from the export root only
     names.write_text("background\nzebra\ntabby\nespresso\nmissile\ntripod\n")
+    outside = tmp_path.parent / "names.txt"
+    outside.write_text(names.read_text())
     form = {"prefix": "ewc", "format": "voc", "out_dir": "voc-ids"}
     assert "classes" in props(resolve("export_masks", ds, form))
     assert "classes" not in invalid(resolve("export_masks", ds, {**form, "classes": str(names)}))
+    assert "classes" not in invalid(resolve("export_masks", ds, {**form, "classes": "names.txt"}))  # relative
+    assert "outside the export root" in invalid(resolve("export_masks", ds, {**form, "classes": str(outside)}))[
+        "classes"]
+    with pytest.raises(Exception, match="outside the export root"):
+        foo.get_operator(f"{URI}/export_masks")(ds, "voc-outside", format="voc", classes=str(outside))
     assert "not 'voc', a file" in invalid(resolve("export_masks", ds, {**form, "classes": "nope"}))["classes"]
     assert "not in the class list" in invalid(resolve("export_masks", ds, {**form, "classes": "voc"}))["classes"]
     ids = run("export_masks", ds, dict(form, classes=str(names)))
