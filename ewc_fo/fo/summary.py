@@ -75,9 +75,19 @@ def run_summary(view, prefix: str | None = None, worst: int = 5) -> str:
             lines.append(f"  confidence: mean {sum(done) / len(done):.3f}, min {min(done):.3f}, max {max(done):.3f}")
             lines.append("  lowest confidence first:")
             v = triage_view(view, "low_confidence", p).limit(worst)
-            for fp, c, a in zip(v.values("filepath"), v.values(f"{p}_confidence"), v.values(f"{p}_agreement")):
-                lines.append(f"    {c:.3f}  agreement {a:.3f}  {fp}")
+            for fp, c, a, per in zip(v.values("filepath"), v.values(f"{p}_confidence"), v.values(f"{p}_agreement"),
+                                     v.values(f"{p}_class_confidence")):
+                lines.append(f"    {c:.3f}  agreement {a:.3f}  {_weakest(per)}{fp}")
             lines += ["  " + line for line in progress_text(review_progress(view, p))]
         if rec.get("views"):
             lines.append("  saved triage views: " + ", ".join(rec["views"]))
     return "\n".join(lines)
+
+
+def _weakest(per_class: dict | None) -> str:
+    """With several classes, the one that set the image's confidence (its lowest): the class
+    a reviewer should look at first."""
+    if not per_class or len(per_class) < 2:
+        return ""
+    name, value = min(per_class.items(), key=lambda kv: (kv[1] is None, kv[1]))
+    return f"weakest {name} {value:.3f}  " if value is not None else ""

@@ -70,3 +70,18 @@ def test_counts_are_exact_not_estimated(labeled, monkeypatch):
     assert "labeled 4 of 4;" in run_summary(labeled, "mine")
     p = review_progress(labeled, "mine")
     assert (p["labeled"], p["reviewed"], p["rejected"], p["left"]) == (4, 0, 0, 4)
+
+
+def test_worst_list_names_the_class_that_set_the_confidence(labeled):
+    ds = labeled.clone()  # a two-class image, as a multi-label run writes it
+    try:
+        worst = ds.sort_by("mine_confidence").first()
+        worst["mine_class_confidence"] = {"tabby": 0.61, "espresso": 0.0}
+        worst["mine_confidence"] = 0.0
+        worst.save()
+        rows = [ln for ln in run_summary(ds, worst=4).splitlines() if "agreement" in ln and "/" in ln]
+        assert len(rows) == 4
+        assert "weakest espresso 0.000" in rows[0] and rows[0].endswith(worst.filepath)
+        assert not any("weakest" in r for r in rows[1:])  # one class: nothing to single out
+    finally:
+        ds.delete()
