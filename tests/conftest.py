@@ -21,3 +21,7 @@ os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("EWC_FO_TEST_TMP", _TMP)
+# models are never fetched from the internet by a test: the U²-Net-p download goes to a port
+# nothing listens on (a test that wants a download serves the file itself), into a throw-away cache
+os.environ["EWC_U2NET_URL"] = "http://127.0.0.1:9/u2netp.onnx"
+os.environ["U2NET_HOME"] = os.path.join(_TMP, "u2net")

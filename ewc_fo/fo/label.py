@@ -316,6 +316,10 @@ def prepare_run(
     cfg = config or EWCConfig()
     seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(segmenter, checkpoint=sam2_checkpoint)
     ewc = EWC(clf, seg, cfg, limits)
+    if cfg.objectness or cfg.objectness_labels:
+        from ..engine.objectness import require_objectness
+
+        require_objectness()  # fetched, or a clear error, before any field is declared
     exp_keys = [e.key for e in ewc.explainers]
     names = runs.field_names(prefix, exp_keys)
     dataset.reload()

@@ -74,10 +74,12 @@ def knob_check(ctx, prop, key: str) -> None:
         invalid(prop, str(e))
         return
     if v > 0 and key in OBJECTNESS_KNOBS:
-        from ewc_fo.engine.objectness import INSTALL_HINT, objectness_available
+        from ewc_fo.engine.objectness import require_objectness
 
-        if not objectness_available():
-            invalid(prop, f"needs the U²-Net-p objectness model on the server: {INSTALL_HINT}")
+        try:
+            require_objectness()  # fetched once when the server is online
+        except ConfigError as e:
+            invalid(prop, f"needs the U²-Net-p objectness model on the server: {e}")
 
 
 def ray_inputs(ctx, inputs) -> None:

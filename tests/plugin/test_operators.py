@@ -118,13 +118,13 @@ def test_compute_form(ds, monkeypatch):
     assert "mask_weight" in invalid(resolve("compute_ewc", ds, {"mask_weight": 1.5}))
     assert "class_competition" in invalid(resolve("compute_ewc", ds, {"class_competition": -1}))
     assert p["objectness"].default == 0.0 and "objectness" in invalid(resolve("compute_ewc", ds, {"objectness": 2}))
-    # labels from objectness: the engine's rule ([0, 1)), and the model must be on the server
+    # labels from objectness: the engine's rule ([0, 1)), and the model must be on the server (or fetched)
     assert p["objectness_labels"].default == 0.0
     assert "[0, 1)" in invalid(resolve("compute_ewc", ds, {"objectness_labels": 1}))["objectness_labels"]
     assert "objectness_labels" not in invalid(resolve("compute_ewc", ds, {"objectness_labels": 0.3}))
     import ewc_fo.engine.objectness as obj
 
-    monkeypatch.setattr(obj, "objectness_available", lambda *a: False)
+    monkeypatch.setattr(obj, "default_model_path", lambda: None)  # not installed, and the download fails
     for knob in ("objectness", "objectness_labels"):
         assert "U²-Net-p" in invalid(resolve("compute_ewc", ds, {knob: 0.3})).get(knob, "")
 
