@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -461,8 +462,18 @@ class EWC:
             ))
         if cfg.objectness_labels > 0 and st.objectness is not None and C:
             label_map = salient_labels(fused, st.objectness, cfg.objectness_labels, (H, W), out.scores)
+            small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
+            obj = st.objectness if st.objectness.shape == small.shape else \
+                cv2.resize(st.objectness, fused.shape[:0:-1], interpolation=cv2.INTER_LINEAR)
             for j, r in enumerate(results):
                 r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, r.quality)
+                # the confidence judges the mask that is written: the fused mass inside it, and
+                # how surely it is an object (mean objectness) in place of the segmenter's quality
+                m, f = small == j + 1, fused[j]
+                r.mass_inside = float(f[m].sum() / f.sum()) if f.sum() > 0 and m.any() else 0.0
+                q = float(obj[m].mean()) if m.any() else 0.0
+                r.confidence = float(pairwise_agreement(maps[:, j]) ** cfg.confidence_agreement
+                                     * np.sqrt(q * r.mass_inside) ** (1 - cfg.confidence_agreement))
         else:
             label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
         agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0

@@ -130,6 +130,37 @@ def test_pipeline_objectness_labels_masks_follow_the_label_map(tiny_clf):
             assert (np.logical_or.reduce([m for m, _ in c.instances]) == c.mask).all()
 
 
+def test_objectness_labels_confidence_judges_the_written_mask(tiny_clf):
+    """With labels from objectness the mask written is the salient region, so the confidence
+    uses the fused mass inside *it* and its mean objectness (not GrabCut's cut)."""
+    import cv2
+
+    img, _ = synthetic_scene((96, 128), center=(64, 48), radius=24)
+    names = list(tiny_clf.class_names[:2])
+    yy, xx = np.mgrid[:96, :128]
+    disc = (((yy - 48) ** 2 + (xx - 64) ** 2) <= 24 ** 2).astype(np.float32)
+
+    def run(objectness):
+        cfg = EWCConfig(explainers=("gradcam", "gradcampp"), objectness_labels=0.3)
+        ewc = EWC(tiny_clf, GrabCutSegmenter(), cfg, objectness=lambda work: cv2.resize(
+            objectness, work.shape[1::-1], interpolation=cv2.INTER_NEAREST))
+        return ewc.run([img], [names])[0]
+
+    sure, unsure = run(disc), run(disc * 0.4)  # the same salient region, held less surely
+    assert (sure.label_map == unsure.label_map).all()
+    share = 1 - EWCConfig.confidence_agreement
+    for a, b in zip(sure.classes, unsure.classes):
+        assert a.mass_inside == pytest.approx(b.mass_inside)
+        if a.mask.any():  # mean objectness inside the mask: 1.0 against 0.4, nothing else changed
+            assert b.confidence == pytest.approx(a.confidence * np.sqrt(0.4) ** share)
+        else:
+            assert a.confidence == b.confidence == 0.0 and a.mass_inside == 0.0
+    assert any(c.confidence > 0 for c in sure.classes)
+    assert sure.confidence == min(c.confidence for c in sure.classes)
+    nothing = run(np.zeros((96, 128), np.float32))  # no object anywhere: no mask, no trust
+    assert not nothing.label_map.any() and nothing.confidence == 0.0
+
+
 @pytest.fixture
 def model_server(tmp_path):
     """A real HTTP server on 127.0.0.1 serving ``body`` at /u2netp.onnx (a mirror, as
