@@ -7,7 +7,8 @@ existing FiftyOne dataset with a ground-truth mask field, fit the classifier fro
 labels only, label it with ``ewc_fo.label`` (keeping each explainer's own mask), evaluate with
 ``ewc_fo.evaluate``, and print one table:
 
-  rows    = each single explainer (its own map -> same prompts -> same segmenter),
+  rows    = each single explainer (its own map -> same prompts -> same segmenter; with
+            --objectness-labels, its own map labelling the same objectness),
             fused (no segmenter), fused + segmenter
   columns = mIoU alone (map thresholded, background threshold swept: the IRN protocol),
             mIoU + segmenter, confidence AUROC (IoU < 0.5) and Spearman, seconds per image
@@ -115,14 +116,16 @@ def resize_linear(a: np.ndarray, shape) -> np.ndarray:
     return np.stack([cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) for m in a])
 
 
-def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", refine: str = "none"):
+def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", refine: str = "none",
+              objectness_labels: float = 0.0):
     """Confusion matrices for every row from the stored maps and explainer masks; with a
-    refinement stage, each explainer's masks go through it too (same stage as the fused row).
+    refinement stage, each explainer's masks go through it too, and with labels from
+    objectness each explainer's map labels the stored objectness (the same stage as the fused row).
 
     ``gt_names[i]`` names ground-truth id ``i`` (ids need not be contiguous: COCO's are not);
     a classifier class with no ground-truth id counts as wrong wherever it is predicted."""
     from ewc_fo.engine.images import load_image
-    from ewc_fo.engine.maps import merge
+    from ewc_fo.engine.maps import merge, salient_labels
     from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.refine import refine_labels
 
@@ -145,7 +148,13 @@ def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", ref
             cms = alone.setdefault(n, {t: ConfusionMatrix(C) for t in THRESHOLDS})
             for t in THRESHOLDS:
                 cms[t].update(irn_label(m, ids, t), gt)
-        if "explainer_masks" in z:
+        if objectness_labels > 0 and "objectness" in z:
+            # labels from objectness: each explainer's own map through the same stage as the fused one
+            obj = z["objectness"].astype(np.float32) / 255
+            for k, n in enumerate(names):
+                lm = salient_labels(maps[k], obj, objectness_labels, gt.shape, z["probabilities"])
+                seg.setdefault(n, ConfusionMatrix(C)).update(np.concatenate([[0], ids])[lm], gt)
+        elif "explainer_masks" in z:
             em = np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
             image = load_image(s.filepath) if refine != "none" else None
             for k, n in enumerate(names):
@@ -205,7 +214,8 @@ def main(argv=None) -> int:
     report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field=args.gt_field)
     targets = {int(k): str(v) for k, v in ds.mask_targets[args.gt_field].items() if int(k) != 255}
     gt_names = [targets.get(i, "background" if i == 0 else str(i)) for i in range(max(targets) + 1)]
-    alone, segcm = ablations(view, args.gt_field, gt_names, refine=cfg.refine)
+    alone, segcm = ablations(view, args.gt_field, gt_names, refine=cfg.refine,
+                             objectness_labels=cfg.objectness_labels)
 
     conf = np.array(view.values("ewc_confidence"), dtype=float)
     agree = np.array(view.values("ewc_agreement"), dtype=float)

@@ -155,6 +155,8 @@ class ImageResult:
     explainer_names: list[str]
     agreement: float
     confidence: float
+    #: (h, w) class-agnostic objectness at the working size, when the run used it (method.md 1c)
+    objectness: np.ndarray | None = None
 
 
 class EWC:
@@ -478,7 +480,8 @@ class EWC:
             label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
         agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
-        return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence)
+        return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence,
+                           objectness=st.objectness)
 
 
 @dataclass

@@ -158,3 +158,42 @@ def test_fusion_study_small(tmp_path, capsys):
     assert "explained" not in out and cells[1] in out
     assert study.main(["--data", str(data), "--variants", "nope", "--cache", str(tmp_path / "cache"),
                        "--fit-size", "96", "--explain-size", "128"]) == 2
+
+
+def test_quality_benchmark_objectness_labels_compares_singles_through_the_same_stage(tmp_path, monkeypatch):
+    """With labels from objectness, each explainer's row labels the run's own stored objectness:
+    on images with one class every explainer then gives the fused row's label map."""
+    from ewc_fo.engine.objectness import objectness_available
+
+    if not objectness_available():
+        pytest.skip("U²-Net-p not installed (scripts/setup.sh)")
+    bench = _bench()
+    data = _voc_folder(tmp_path / "voc", n=4)
+    out = tmp_path / "out"
+    seen = {}
+    real = bench.ablations
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        seen["result"] = real(*a, **kw)
+        return seen["result"]
+
+    monkeypatch.setattr(bench, "ablations", spy)
+    rc = bench.main(["--data", str(data), "--fit-size", "96", "--explain-size", "128", "--no-plots",
+                     "--out", str(out), "--name", "bench-small-obj", "--batch-size", "4",
+                     "--explainers", "gradcam,layercam", "--objectness-labels", "0.3"])
+    assert rc == 0 and seen["objectness_labels"] == 0.3
+    import fiftyone as fo
+
+    ds = fo.load_dataset("bench-small-obj")
+    try:
+        z = np.load(ds.first()["ewc_maps_path"])
+        assert z["objectness"].dtype == np.uint8 and z["objectness"].shape == z["fused"].shape[1:]
+        _, seg = seen["result"]
+        md = (out / "quality.md").read_text()
+        fused = float(next(ln for ln in md.splitlines() if ln.startswith("| fused |")).split("|")[3].strip()
+                      .rstrip("%"))
+        for name in ("gradcam", "layercam"):  # one class per image: the same label maps as the fused row
+            assert 100 * seg[name].miou() == pytest.approx(fused, abs=0.05)
+    finally:
+        ds.delete()
