@@ -38,9 +38,11 @@ from .maps import (
 )
 from .prompts import Prompt, PromptConfig, make_prompt
 from .refine import check_method, refine_segmentations
+from .results import ClassResult, ImageResult
 from .scoring import (
     ScoreConfig,
     agreement,
+    class_confidence,
     combine,
     concentration,
     fuse,
@@ -122,41 +124,6 @@ class EWCConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class ClassResult:
-    """What EWC found for one class on one image (arrays at the image's full size)."""
-
-    class_index: int
-    class_name: str
-    probability: float
-    mask: np.ndarray  # bool (H, W)
-    instances: list[tuple[np.ndarray, float]]  # (bool mask, quality) per object region
-    quality: float
-    mass_inside: float  # share of the fused map's mass inside the mask
-    confidence: float
-    scores: dict[str, dict[str, float]]  # explainer -> concentration/agreement/quality/weight
-    empty: bool = False  # no cue at all in the fused map
-    explainer_masks: dict[str, np.ndarray] | None = None  # at working size, if asked for
-
-
-@dataclass
-class ImageResult:
-    """One image: label map (0 = background, j + 1 = ``classes[j]``), per-class results, maps.
-
-    ``maps`` (K, C, h, w) and ``fused`` (C, h, w) are at the working size (``max_side``).
-    """
-
-    classes: list[ClassResult]
-    label_map: np.ndarray  # uint8/uint16 (H, W)
-    maps: np.ndarray
-    fused: np.ndarray
-    explainer_names: list[str]
-    agreement: float
-    confidence: float
-    #: (h, w) class-agnostic objectness at the working size, when the run used it (method.md 1c)
-    objectness: np.ndarray | None = None
 
 
 class EWC:
@@ -432,17 +399,13 @@ class EWC:
                                      cfg.refine_mask_weight)
         K, C = maps.shape[:2]
         H, W = st.image.shape[:2]
+        agree_cls = [pairwise_agreement(maps[:, c]) for c in range(C)]
         results = []
         for c in range(C):
             seg = final[c]
             mask_w = seg.mask
-            f = fused[c]
-            mass = float(f[mask_w].sum() / f.sum()) if f.sum() > 0 else 0.0
             q = seg.quality
-            a = cfg.confidence_agreement
-            agree_c = pairwise_agreement(maps[:, c])
-            mask_term = float(np.sqrt(max(q, 0) * mass)) if mask_w.any() else 0.0
-            conf = float(agree_c ** a * mask_term ** (1 - a)) if mask_w.any() else 0.0
+            mass, conf = class_confidence(agree_cls[c], q, fused[c], mask_w, cfg.confidence_agreement)
             scores = {
                 out.names[k]: {
                     "concentration": float(st.conc[c][k]),
@@ -471,14 +434,12 @@ class EWC:
                 r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, r.quality)
                 # the confidence judges the mask that is written: the fused mass inside it, and
                 # how surely it is an object (mean objectness) in place of the segmenter's quality
-                m, f = small == j + 1, fused[j]
-                r.mass_inside = float(f[m].sum() / f.sum()) if f.sum() > 0 and m.any() else 0.0
+                m = small == j + 1
                 q = float(obj[m].mean()) if m.any() else 0.0
-                r.confidence = float(pairwise_agreement(maps[:, j]) ** cfg.confidence_agreement
-                                     * np.sqrt(q * r.mass_inside) ** (1 - cfg.confidence_agreement))
+                r.mass_inside, r.confidence = class_confidence(agree_cls[j], q, fused[j], m, cfg.confidence_agreement)
         else:
             label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
-        agreement_img = float(np.mean([pairwise_agreement(maps[:, c]) for c in range(C)])) if C else 0.0
+        agreement_img = float(np.mean(agree_cls)) if C else 0.0
         confidence = min((r.confidence for r in results), default=0.0)
         return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence,
                            objectness=st.objectness)

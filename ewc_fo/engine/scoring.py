@@ -127,3 +127,14 @@ def fuse(maps: np.ndarray, weights: np.ndarray) -> np.ndarray:
     f = np.tensordot(weights.astype(np.float32), maps.astype(np.float32), axes=1)
     top = float(f.max())
     return f / top if top > 1e-12 else np.zeros_like(f)
+
+
+def class_confidence(agreement_c: float, quality: float, fused_c: np.ndarray, mask: np.ndarray,
+                     a: float) -> tuple[float, float]:
+    """``(mass_inside, confidence)`` of one class's mask (method.md section 6):
+    ``agreement^a · sqrt(quality · mass_inside)^(1 − a)``, 0 for an empty mask."""
+    total = fused_c.sum()
+    mass = float(fused_c[mask].sum() / total) if total > 0 and mask.any() else 0.0
+    if not mask.any():
+        return mass, 0.0
+    return mass, float(agreement_c ** a * float(np.sqrt(max(quality, 0) * mass)) ** (1 - a))
