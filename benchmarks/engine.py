@@ -33,14 +33,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ewc_fo.engine.classifier import Classifier, load_classifier  # noqa: E402
 from ewc_fo.engine.explain import explain  # noqa: E402
 from ewc_fo.engine.explainers import create_explainer, list_explainers  # noqa: E402
-from ewc_fo.engine.images import load_image  # noqa: E402
 from ewc_fo.engine.maps import downscale, merge  # noqa: E402
 from ewc_fo.engine.prompts import PromptConfig, make_prompt  # noqa: E402
 from ewc_fo.engine.scoring import ScoreConfig, agreement, combine, concentration, fuse  # noqa: E402
-from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter  # noqa: E402
+from ewc_fo.models.classifier import Classifier
+from ewc_fo.models.registry import load_classifier
+from ewc_fo.runtime.images import load_image  # noqa: E402
+from ewc_fo.segmenters import GrabCutSegmenter, create_segmenter  # noqa: E402
 
 DEFAULT_DIR = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_dev" / "JPEGImages")
 CAMS = [n for n in list_explainers(defaults_only=True) if create_explainer(n).family == "cam"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ewc_fo.engine.fitting import fit_classifier
+from ewc_fo.models.fitting import fit_classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "voc_dev"
 

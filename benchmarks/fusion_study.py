@@ -58,7 +58,7 @@ VARIANTS: dict[str, dict] = {
     "pamr": {"refine": "pamr"},
     "crf_b75": {"refine": "crf", "refine_mask_weight": 0.75},
     "pamr_b75": {"refine": "pamr", "refine_mask_weight": 0.75},
-    # the class-agnostic objectness cue (ewc_fo/engine/objectness.py)
+    # the class-agnostic objectness cue (ewc_fo/models/objectness.py)
     "obj50": {"objectness": 0.5},
     "obj80": {"objectness": 0.8},
     "obj100": {"objectness": 1.0},
@@ -166,13 +166,13 @@ def classifier_path(args) -> Path:
 def build_cache(args, data: Path, ids: list[str]) -> Path:
     """Fit (image-level labels of every image in the folder) and explain ``ids``; idempotent."""
 
-    from ewc_fo.engine.checkpoint import save_checkpoint
-    from ewc_fo.engine.classifier import load_classifier
     from ewc_fo.engine.explain import explain
-    from ewc_fo.engine.fitting import fit_classifier
-    from ewc_fo.engine.images import load_image
     from ewc_fo.engine.maps import downscale
     from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig
+    from ewc_fo.models.checkpoint import save_checkpoint
+    from ewc_fo.models.fitting import fit_classifier
+    from ewc_fo.models.registry import load_classifier
+    from ewc_fo.runtime.images import load_image
 
     names = tuple(args.explainers.split(",")) if args.explainers else DEFAULT_EXPLAINERS
     scales = tuple(float(s) for s in args.scales.split(","))
@@ -215,8 +215,8 @@ def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int, wo
     import cv2
     import torch
 
-    from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.segmenters import create_segmenter
+    from ewc_fo.models.registry import load_classifier
+    from ewc_fo.segmenters import create_segmenter
 
     if worker:  # one thread per worker process; in-process runs leave the caller's settings alone
         torch.set_num_threads(1)
@@ -227,7 +227,7 @@ def _init(ckpt: str, seg_name: str, sam2_ckpt: str | None, explain_size: int, wo
 
 
 def _segmenter(kw: dict):
-    from ewc_fo.engine.segmenters import create_segmenter
+    from ewc_fo.segmenters import create_segmenter
 
     key = json.dumps(kw, sort_keys=True)
     if key not in _W:
@@ -275,11 +275,11 @@ def _job(task):
     from PIL import Image
 
     from ewc_fo.engine.explain import ExplainOutput
-    from ewc_fo.engine.images import load_image
     from ewc_fo.engine.maps import downscale, merge
-    from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.pipeline import EWC
     from ewc_fo.engine.refine import refine_labels
+    from ewc_fo.metrics import ConfusionMatrix
+    from ewc_fo.runtime.images import load_image
 
     data, cache, image_id, configs, singles, gt_ids = task
     z = np.load(Path(cache) / f"{image_id}.npz")
@@ -290,7 +290,7 @@ def _job(task):
     res = {}
     objectness = None
     if any(cfg.objectness > 0 or cfg.objectness_labels > 0 for cfg, _ in configs.values()):  # once per image, for every variant
-        from ewc_fo.engine.objectness import U2NetObjectness
+        from ewc_fo.models.objectness import U2NetObjectness
 
         if "obj" not in _W:
             _W["obj"] = U2NetObjectness(threads=1 if _W.get("worker") else None)
@@ -348,8 +348,8 @@ def main(argv=None) -> int:
         for k, v in variants.items():
             print(f"{k}: {v}")
         return 0
-    from ewc_fo.engine.metrics import ConfusionMatrix, auroc_bad, sample_iou, spearman
     from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWCConfig
+    from ewc_fo.metrics import ConfusionMatrix, auroc_bad, sample_iou, spearman
 
     data = Path(args.data)
     ids = read_ids(data, args.split, args.limit, args.every)

@@ -35,12 +35,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ewc_fo.engine.classifier import Classifier  # noqa: E402
-from ewc_fo.engine.device import autocast, autocast_dtype, resolve_device  # noqa: E402
-from ewc_fo.engine.fitting import build_fitted_model  # noqa: E402
-from ewc_fo.engine.loading import load_batches  # noqa: E402
 from ewc_fo.engine.pipeline import EWC, EWCConfig  # noqa: E402
-from ewc_fo.engine.segmenters import create_segmenter  # noqa: E402
+from ewc_fo.models.classifier import Classifier  # noqa: E402
+from ewc_fo.models.fitting import build_fitted_model  # noqa: E402
+from ewc_fo.runtime.device import autocast, autocast_dtype, resolve_device  # noqa: E402
+from ewc_fo.runtime.loading import load_batches  # noqa: E402
+from ewc_fo.segmenters import create_segmenter  # noqa: E402
 from ewc_fo.testing import synthetic_scene  # noqa: E402
 
 STAGES = [("explain", "explain"), ("sam2 encode", "segmenter_set"),

@@ -27,12 +27,12 @@ def child(data: str, n: int, classifier: str | None, segmenter: str, explainers:
     import time
 
     import ewc_fo
-    from ewc_fo.engine.checkpoint import load_checkpoint
-    from ewc_fo.engine.classifier import Classifier
-    from ewc_fo.engine.fitting import build_fitted_model
     from ewc_fo.engine.pipeline import EWCConfig
-    from ewc_fo.engine.segmenters import create_segmenter
-    from ewc_fo.fo.recipes import VOC_CLASSES, import_voc
+    from ewc_fo.fo.io.importers import VOC_CLASSES, import_voc
+    from ewc_fo.models.checkpoint import load_checkpoint
+    from ewc_fo.models.classifier import Classifier
+    from ewc_fo.models.fitting import build_fitted_model
+    from ewc_fo.segmenters import create_segmenter
 
     ds = import_voc(f"ewc-scale-{n}", data, overwrite=True, max_samples=n)
     if classifier:

@@ -31,11 +31,11 @@ def one(image: str, n: int, chunk: int, size: int) -> dict:
     import cv2
     import torch
 
-    from ewc_fo.engine.budget import Limits
-    from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.images import load_image
     from ewc_fo.engine.pipeline import EWC, EWCConfig
-    from ewc_fo.engine.segmenters import GrabCutSegmenter
+    from ewc_fo.models.registry import load_classifier
+    from ewc_fo.runtime.budget import Limits
+    from ewc_fo.runtime.images import load_image
+    from ewc_fo.segmenters import GrabCutSegmenter
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

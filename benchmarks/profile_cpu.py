@@ -56,18 +56,18 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from ewc_fo.engine.checkpoint import load_checkpoint
-    from ewc_fo.engine.classifier import Classifier
-    from ewc_fo.engine.device import cpu_count
-    from ewc_fo.engine.errors import EWCError
-    from ewc_fo.engine.fitting import build_fitted_model
-    from ewc_fo.engine.images import load_image
     from ewc_fo.engine.pipeline import EWC, EWCConfig
-    from ewc_fo.engine.segmenters import GrabCutSegmenter
-    from ewc_fo.fo import runs
-    from ewc_fo.fo.label import _declare_fields
-    from ewc_fo.fo.recipes import VOC_CLASSES, import_voc
-    from ewc_fo.fo.sample_values import flush, sample_values
+    from ewc_fo.fo.io.importers import VOC_CLASSES, import_voc
+    from ewc_fo.fo.runs import record as runs
+    from ewc_fo.fo.runs.plan import _declare_fields
+    from ewc_fo.fo.runs.sample_values import flush, sample_values
+    from ewc_fo.models.checkpoint import load_checkpoint
+    from ewc_fo.models.classifier import Classifier
+    from ewc_fo.models.fitting import build_fitted_model
+    from ewc_fo.runtime.device import cpu_count
+    from ewc_fo.runtime.errors import EWCError
+    from ewc_fo.runtime.images import load_image
+    from ewc_fo.segmenters import GrabCutSegmenter
 
     ds = import_voc("ewc-profile-cpu", args.data, overwrite=True, max_samples=args.n)
     if args.classifier:

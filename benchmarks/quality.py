@@ -124,10 +124,10 @@ def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", ref
 
     ``gt_names[i]`` names ground-truth id ``i`` (ids need not be contiguous: COCO's are not);
     a classifier class with no ground-truth id counts as wrong wherever it is predicted."""
-    from ewc_fo.engine.images import load_image
     from ewc_fo.engine.maps import merge, salient_labels
-    from ewc_fo.engine.metrics import ConfusionMatrix
     from ewc_fo.engine.refine import refine_labels
+    from ewc_fo.metrics import ConfusionMatrix
+    from ewc_fo.runtime.images import load_image
 
     C = len(gt_names)
     gt_id = {n: i for i, n in enumerate(gt_names)}
@@ -172,11 +172,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
     import ewc_fo
-    from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.errors import ConfigError
-    from ewc_fo.engine.metrics import auroc_bad, spearman
-    from ewc_fo.engine.segmenters import create_segmenter
     from ewc_fo.fo.fit import fit
+    from ewc_fo.metrics import auroc_bad, spearman
+    from ewc_fo.models.registry import load_classifier
+    from ewc_fo.runtime.errors import ConfigError
+    from ewc_fo.segmenters import create_segmenter
 
     try:
         ds, source = load_data(args)
@@ -268,8 +268,8 @@ def load_data(args):
     ``--dataset`` cloned, so the benchmark's fields never land on the user's own dataset."""
     import fiftyone as fo
 
-    from ewc_fo.engine.errors import ConfigError
-    from ewc_fo.fo.recipes import import_source
+    from ewc_fo.fo.io.importers import import_source
+    from ewc_fo.runtime.errors import ConfigError
 
     if args.dataset:
         if args.dataset == args.name:

@@ -26,12 +26,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ewc_fo.engine.budget import Limits  # noqa: E402
-from ewc_fo.engine.classifier import load_classifier  # noqa: E402
-from ewc_fo.engine.errors import EWCError  # noqa: E402
-from ewc_fo.engine.images import load_image  # noqa: E402
 from ewc_fo.engine.pipeline import EWC, EWCConfig  # noqa: E402
-from ewc_fo.engine.segmenters import GrabCutSegmenter  # noqa: E402
+from ewc_fo.models.registry import load_classifier
+from ewc_fo.runtime.budget import Limits  # noqa: E402
+from ewc_fo.runtime.errors import EWCError  # noqa: E402
+from ewc_fo.runtime.images import load_image  # noqa: E402
+from ewc_fo.segmenters import GrabCutSegmenter  # noqa: E402
 from ewc_fo.testing import synthetic_image  # noqa: E402
 
 VOC = Path(__file__).resolve().parents[2] / "shared" / "data" / "voc_dev" / "JPEGImages"

@@ -51,11 +51,11 @@ def label_child(data: str, n: int, workers: int) -> dict:
 
     torch.set_num_threads(1)
     import ewc_fo
-    from ewc_fo.engine.classifier import Classifier
-    from ewc_fo.engine.fitting import build_fitted_model
     from ewc_fo.engine.pipeline import EWCConfig
-    from ewc_fo.engine.segmenters import create_segmenter
-    from ewc_fo.fo.recipes import VOC_CLASSES, import_voc
+    from ewc_fo.fo.io.importers import VOC_CLASSES, import_voc
+    from ewc_fo.models.classifier import Classifier
+    from ewc_fo.models.fitting import build_fitted_model
+    from ewc_fo.segmenters import create_segmenter
 
     name = "ewc-rayscale-onecore" if workers < 0 else f"ewc-rayscale-{workers}"
     ds = import_voc(name, data, overwrite=True, max_samples=n)
@@ -85,8 +85,8 @@ def write_child(name: str, lo: int, hi: int, write_every: int) -> dict:
     """Write simulated results for samples [lo, hi) of dataset ``name`` through ``flush``."""
     import fiftyone as fo
 
-    from ewc_fo.fo import runs
-    from ewc_fo.fo.sample_values import flush
+    from ewc_fo.fo.runs import record as runs
+    from ewc_fo.fo.runs.sample_values import flush
 
     ds = fo.load_dataset(name)
     names = runs.field_names("ewc", ["gradcam"])
@@ -133,7 +133,7 @@ def write_part(samples: int, writers: int, write_every: int, env: dict) -> list[
         setup = (
             "import fiftyone as fo, sys\n"
             "from ewc_fo.fo import runs\n"
-            "from ewc_fo.fo.label import _declare_fields\n"
+            "from ewc_fo.fo.runs.plan import _declare_fields\n"
             f"n = {total}\n"
             f"ds = fo.Dataset('{name}', overwrite=True); ds.persistent = True\n"
             "ds.add_samples([fo.Sample(filepath=f'/nonexistent/{i}.jpg') for i in range(n)], progress=False)\n"

@@ -2,7 +2,7 @@
 
 Python API (imports are lazy so ``import ewc_fo`` stays fast):
 
-- :func:`label` — run EWC on a dataset/view (``ewc_fo.fo.label.label``);
+- :func:`label` — run EWC on a dataset/view (``ewc_fo.fo.runs.label.label``);
 - :func:`triage_views` — the review views, worst first;
 - :func:`fit` — fit a classifier from the dataset's image-level labels;
 - :func:`evaluate` — compare masks with ground truth;
@@ -17,18 +17,18 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {
-    "label": "ewc_fo.fo.label",
-    "LabelSummary": "ewc_fo.fo.label",
-    "triage_views": "ewc_fo.fo.views",
-    "triage_view": "ewc_fo.fo.views",
+    "label": "ewc_fo.fo.runs.label",
+    "LabelSummary": "ewc_fo.fo.runs.label",
+    "triage_views": "ewc_fo.fo.review.views",
+    "triage_view": "ewc_fo.fo.review.views",
     "fit": "ewc_fo.fo.fit",
-    "evaluate": "ewc_fo.fo.evaluate",
-    "export_coco": "ewc_fo.fo.export",
-    "export_voc": "ewc_fo.fo.export",
+    "evaluate": "ewc_fo.fo.review.evaluate",
+    "export_coco": "ewc_fo.fo.io.export",
+    "export_voc": "ewc_fo.fo.io.export",
     "EWC": "ewc_fo.engine.pipeline",
     "EWCConfig": "ewc_fo.engine.pipeline",
-    "load_classifier": "ewc_fo.engine.classifier",
-    "create_segmenter": "ewc_fo.engine.segmenters",
+    "load_classifier": "ewc_fo.models.classifier",
+    "create_segmenter": "ewc_fo.segmenters",
     "create_explainer": "ewc_fo.engine.explainers",
     "list_explainers": "ewc_fo.engine.explainers",
 }

@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .commands import COMMANDS
+from ewc_fo import __version__
+from ewc_fo.commands import COMMANDS
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .engine.errors import EWCError
+    from ewc_fo.runtime.errors import EWCError
 
     try:
         return int(args.func(args) or 0)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as e:
-        from .fo.database import connection_error, down_message
+        from ewc_fo.fo.database import connection_error, down_message
 
         if connection_error(e) is None:
             raise

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine.classifier import Classifier
+from ewc_fo.models.classifier import Classifier
 
 __all__ = [
     "blob_map",

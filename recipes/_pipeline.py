@@ -59,7 +59,7 @@ def finish(args: argparse.Namespace, ds, has_gt: bool = False) -> int:
 
 def cli(main) -> int:
     """Run a recipe's ``main`` and turn ewc-fo's own errors into one line, like ``ewc-fo``."""
-    from ewc_fo.engine.errors import EWCError
+    from ewc_fo.runtime.errors import EWCError
 
     try:
         return main()

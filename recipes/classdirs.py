@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(p)
     p.add_argument("path", help="folder of class subfolders")
     args = p.parse_args(argv)
-    from ewc_fo.fo.recipes import import_classdirs
+    from ewc_fo.fo.io.importers import import_classdirs
 
     ds = import_classdirs(args.name, args.path, label_field=args.label_field,
                           overwrite=args.overwrite, max_samples=args.max_samples)

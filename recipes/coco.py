@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("labels", help="COCO instances JSON, or a folder with one (images/ + annotations/)")
     p.add_argument("--images", default=None, help="image folder (default data/ or images/ next to the JSON)")
     args = p.parse_args(argv)
-    from ewc_fo.fo.recipes import import_coco
+    from ewc_fo.fo.io.importers import import_coco
 
     ds = import_coco(args.name, args.labels, images_dir=args.images, label_field=args.label_field,
                      media_dir=args.media_dir, overwrite=args.overwrite, max_samples=args.max_samples)

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("csv", help="CSV file")
     p.add_argument("--root", default=None, help="folder relative paths are resolved against")
     args = p.parse_args(argv)
-    from ewc_fo.fo.recipes import import_csv
+    from ewc_fo.fo.io.importers import import_csv
 
     ds = import_csv(args.name, args.csv, root=args.root, label_field=args.label_field,
                     overwrite=args.overwrite, max_samples=args.max_samples)

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", help="CUB_200_2011 folder")
     p.add_argument("--segmentations", default=None, help="segmentations/ folder if not found automatically")
     args = p.parse_args(argv)
-    from ewc_fo.fo.recipes import import_cub
+    from ewc_fo.fo.io.importers import import_cub
 
     ds = import_cub(args.name, args.path, segmentations_dir=args.segmentations,
                     label_field=args.label_field, media_dir=args.media_dir,

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-key", default=None, help="image column (default: the Image feature)")
     p.add_argument("--label-key", default=None, help="label column (default: the ClassLabel feature)")
     args = p.parse_args(argv)
-    from ewc_fo.fo.recipes import import_hf
+    from ewc_fo.fo.io.importers import import_hf
 
     ds = import_hf(args.name, args.source, split=args.split, image_key=args.image_key,
                    label_key=args.label_key, label_field=args.label_field, media_dir=args.media_dir,

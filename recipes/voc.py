@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(p)
     p.add_argument("path", help="VOC-style folder")
     args = p.parse_args(argv)
-    from ewc_fo.fo.recipes import import_voc
+    from ewc_fo.fo.io.importers import import_voc
 
     ds = import_voc(args.name, args.path, label_field=args.label_field, media_dir=args.media_dir,
                     overwrite=args.overwrite, max_samples=args.max_samples)

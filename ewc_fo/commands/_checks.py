@@ -20,8 +20,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from ..engine.errors import ConfigError
-from ..engine.limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.runtime.limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 BUILTIN_CLASSIFIERS = tuple(f"efficientnet{sep}lite{i}" for i in range(3) for sep in "_-")
@@ -121,7 +121,7 @@ def device(s: str) -> str:
 
 
 def check_prefix(prefix: str) -> str:
-    from ..fo.prefix import check_prefix as check
+    from ewc_fo.fo.runs.prefix import check_prefix as check
 
     return check(prefix)
 
@@ -165,7 +165,7 @@ def check_prompts(fg: float | None, bg: float | None, box: float | None):
           if v is not None}
     if not pk:
         return None
-    from ..engine.prompts import PromptConfig  # numpy + OpenCV, no torch
+    from ewc_fo.engine.prompts import PromptConfig  # numpy + OpenCV, no torch
 
     return PromptConfig(**pk)
 
@@ -253,7 +253,7 @@ def classifier_classes(source: str) -> tuple[str, ...] | None:
     if p.is_dir():
         raise ConfigError(f"--classifier {p} is a folder; give the checkpoint file written by `ewc-fo fit`")
     if p.is_file():
-        from ..engine.checkpoint_meta import read_metadata
+        from ewc_fo.models.checkpoint_meta import read_metadata
 
         meta = read_metadata(p)  # CheckpointError on bad or disagreeing metadata
         return tuple(meta["class_names"]) if meta else None
@@ -269,7 +269,7 @@ def check_objectness(value: float | None, flag: str = "--objectness") -> None:
     """Objectness options > 0 need onnxruntime and the U²-Net file (downloaded now when
     missing and online): say so before any work."""
     if value:
-        from ..engine.objectness import require_objectness
+        from ewc_fo.models.objectness import require_objectness
 
         try:
             require_objectness()
@@ -283,7 +283,7 @@ def check_objectness(value: float | None, flag: str = "--objectness") -> None:
 def check_device(dev: str) -> None:
     """Whether ``dev`` exists on this machine (imports torch: call it after the cheap checks,
     before any model or data is touched). The engine's own check, named as the option."""
-    from ..engine.device import resolve_device
+    from ewc_fo.runtime.device import resolve_device
 
     try:
         resolve_device(dev)

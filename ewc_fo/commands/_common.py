@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..engine.errors import ConfigError, UnknownClassError
+from ewc_fo.runtime.errors import ConfigError, UnknownClassError
 
 LABEL_TYPES = {"Classification": "single-label", "Classifications": "multi-label"}
 
@@ -27,7 +27,7 @@ def load_view(name: str, view: str | None = None):
     """Return the dataset (or its saved view) with a clear error if either is missing."""
     import fiftyone as fo
 
-    from ..fo.database import fail_fast
+    from ewc_fo.fo.database import fail_fast
 
     fail_fast()  # a stopped database: a one-line error in seconds, not a 30 s hang
     if not fo.dataset_exists(name):
@@ -95,7 +95,7 @@ def add_selection_args(p: argparse.ArgumentParser, classes: bool = True) -> None
     if classes:
         g.add_argument("--with-classes", default=None, metavar="C1,C2",
                        help="only samples whose --label-field has any of these comma-separated classes")
-    from ._checks import positive_int
+    from ewc_fo.commands._checks import positive_int
 
     g.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="only the first N samples (after the other filters)")
@@ -147,7 +147,7 @@ def select_view(view, args, label_field: str | None = None):
                 raise ConfigError(f"dataset {ds.name!r} already has a different saved view {save!r}; "
                                   "pick another --save-view name")
         else:
-            from ..fo.claims import schema_lock
+            from ewc_fo.fo.runs.claims import schema_lock
 
             with schema_lock(ds):  # saved views live in the dataset document (docs/concurrency.md)
                 ds.save_view(save, view)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _checks as chk
-from ._common import add_dataset_args, load_view, required_group
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import add_dataset_args, load_view, required_group
 
 SEND_ONLY = ("backend", "max_confidence", "no_rejected", "send_all", "project_name", "launch")
 LOAD_ONLY = ("keep_tags", "cleanup")
@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..engine.errors import ConfigError
+    from ewc_fo.runtime.errors import ConfigError
 
     chk.check_prefix(args.prefix)
     other = LOAD_ONLY if args.action == "send" else SEND_ONLY
@@ -54,8 +54,7 @@ def run(args) -> int:
     if args.action == "send" and args.send_all and (args.max_confidence is not None or args.no_rejected):
         raise ConfigError("--all sends every sample; drop --max-confidence / --no-rejected")
 
-    from ..fo import annotate as ann
-
+    from ewc_fo.fo.review import annotate as ann
     view = load_view(args.dataset, args.view)
     if args.action == "send":
         todo = view if args.send_all else ann.correction_candidates(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
-from . import _checks as chk
-from ._common import add_dataset_args, load_view
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import add_dataset_args, load_view
 
 PLUGIN_NAME = "@ewc-fo/ewc"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _checks as chk
-from ._common import required_group
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import required_group
 
 SOURCES = {
     "auto": "tell the format from the path's layout",
@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     if args.media_dir is not None:
         chk.check_folder(args.media_dir, "--media-dir")
-    from ..fo.recipes import detect_source, import_source
+    from ewc_fo.fo.io.importers import detect_source, import_source
 
     kind = detect_source(args.path) if args.source == "auto" else args.source
     options = {  # unset ones are dropped; one set for another format is refused by name
@@ -65,7 +65,7 @@ def run(args) -> int:
 def describe(ds, label_field: str) -> str:
     """One paragraph a user can check the import against."""
     classes = ds.classes.get(label_field, [])
-    from ..fo.summary import exact_count
+    from ewc_fo.fo.review.summary import exact_count
 
     lines = [f"dataset {ds.name!r}: {exact_count(ds)} images, {len(classes)} classes in field {label_field!r}"]
     schema = ds.get_field_schema()

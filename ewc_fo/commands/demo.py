@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _checks as chk
+from ewc_fo.commands import _checks as chk
 
 
 def add_parser(sub) -> None:
@@ -17,11 +17,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
-    from ..demo import DEMO_DATASET, build_demo_dataset
-    from ..engine.segmenters import create_segmenter
-    from ..fo.label import label
-    from ..fo.runs import get_run
-    from ..fo.summary import exact_count, run_summary
+    from ewc_fo.demo import DEMO_DATASET, build_demo_dataset
+    from ewc_fo.fo.review.summary import exact_count, run_summary
+    from ewc_fo.fo.runs.label import label
+    from ewc_fo.fo.runs.record import get_run
+    from ewc_fo.segmenters import create_segmenter
 
     ds = build_demo_dataset(overwrite=args.fresh)
     print(f"dataset {ds.name!r}: {exact_count(ds)} real photos (scikit-image, CC0/public domain)")
@@ -33,7 +33,7 @@ def run(args) -> int:
     print(run_summary(ds, prefix="ewc"))
     import os
 
-    from ..fo.viz import overview
+    from ewc_fo.fo.review.viz import overview
 
     out = overview(ds, "ewc", os.path.join(get_run(ds, "ewc")["output_dir"], "overview.png"))
     print(f"\nPicture of the maps and masks: {out}")

@@ -68,7 +68,7 @@ def _version(pkg: str) -> str | None:
 
 
 def _python() -> Check:
-    from .. import __version__
+    from ewc_fo import __version__
 
     return Check("ewc-fo", True, f"{__version__} on Python {sys.version.split()[0]}")
 
@@ -110,7 +110,7 @@ def _segmenter() -> Check:
     if not has_sam2:
         return Check("segmenter (auto)", False, f"$EWC_SAM2_CHECKPOINT={ckpt} but the sam2 package is missing",
                      "bash scripts/setup.sh (installs SAM2)")
-    from ._checks import _looks_like_path
+    from ewc_fo.commands._checks import _looks_like_path
 
     if Path(ckpt).expanduser().is_file():
         return Check("segmenter (auto)", True, f"SAM2 from {ckpt}")
@@ -121,7 +121,7 @@ def _segmenter() -> Check:
 
 
 def _objectness() -> Check:
-    from ..engine.objectness import INSTALL_HINT, default_model_path, objectness_available
+    from ewc_fo.models.objectness import INSTALL_HINT, default_model_path, objectness_available
 
     if objectness_available():
         return Check("objectness (U²-Net-p)", True, str(default_model_path()))
@@ -146,7 +146,7 @@ def _ray() -> Check:
 
 
 def _database() -> Check:
-    from ..fo.database import connection_error, fail_fast
+    from ewc_fo.fo.database import connection_error, fail_fast
 
     try:
         import fiftyone as fo

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _checks as chk
-from ._common import add_dataset_args, load_view
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import add_dataset_args, load_view
 
 
 def add_parser(sub) -> None:
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..fo.evaluate import evaluate
+    from ewc_fo.fo.review.evaluate import evaluate
 
     view = load_view(args.dataset, args.view)
     report = evaluate(

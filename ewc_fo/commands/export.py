@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from . import _checks as chk
-from ._common import add_dataset_args, add_selection_args, load_view, required_group, select_view
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import (
+    add_dataset_args,
+    add_selection_args,
+    load_view,
+    required_group,
+    select_view,
+)
 
 
 def add_parser(sub) -> None:
@@ -45,7 +51,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..engine.errors import ConfigError
+    from ewc_fo.runtime.errors import ConfigError
 
     chk.check_prefix(args.prefix)
     if args.fmt == "coco" and (args.uncertain_band or args.min_confidence is not None):
@@ -53,7 +59,10 @@ def run(args) -> int:
     if args.fmt == "voc" and (args.polygons or args.no_copy_images or args.overlapping_masks):
         raise ConfigError("--polygons, --no-copy-images and --overlapping-masks apply to --format coco only")
     chk.check_folder(args.out, "--out")
-    from ..fo.export import export_coco, export_voc  # they refuse an unsafe --out before writing
+    from ewc_fo.fo.io.export import (  # they refuse an unsafe --out before writing
+        export_coco,
+        export_voc,
+    )
 
     view = select_view(load_view(args.dataset, args.view), args)
     common = dict(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import _checks as chk
-from ._common import (
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import (
     add_dataset_args,
     add_selection_args,
     check_label_field,
@@ -57,7 +57,7 @@ def check_args(args) -> None:
     """What can be checked before FiftyOne and torch load."""
     kind, sep, arch = args.backbone.partition(":")
     if args.backbone not in chk.BUILTIN_CLASSIFIERS and not (sep and kind in ("torchvision", "timm") and arch):
-        from ..engine.errors import ConfigError
+        from ewc_fo.runtime.errors import ConfigError
 
         raise ConfigError(f"unknown backbone {args.backbone!r}: use efficientnet_lite0/1/2, "
                           "torchvision:<name> or timm:<name>")
@@ -75,8 +75,8 @@ def run(args) -> int:
 
     import warnings
 
-    from ..engine.fit_data import RareClassWarning
-    from ..fo.fit import fit
+    from ewc_fo.fo.fit import fit
+    from ewc_fo.models.fit_data import RareClassWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RareClassWarning)  # said once, below, in the summary

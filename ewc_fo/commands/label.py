@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import _checks as chk
-from ._common import (
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import (
     add_selection_args,
     check_classes,
     check_label_field,
@@ -112,7 +112,7 @@ def check_args(args) -> None:
     """Everything that can be checked without FiftyOne or torch, in the order a user reads."""
     chk.check_prefix(args.prefix)
     if args.label_field.startswith(f"{args.prefix}_"):
-        from ..engine.errors import ConfigError
+        from ewc_fo.runtime.errors import ConfigError
 
         raise ConfigError(f"label field {args.label_field!r} uses the run prefix {args.prefix!r}; "
                           "pick another --prefix")
@@ -122,13 +122,13 @@ def check_args(args) -> None:
     chk.check_objectness(getattr(args, "objectness", None))
     chk.check_objectness(getattr(args, "objectness_labels", None), "--objectness-labels")
     if args.sample_timeout < 0:
-        from ..engine.errors import ConfigError
+        from ewc_fo.runtime.errors import ConfigError
 
         raise ConfigError(f"--sample-timeout must be >= 0 seconds (0 = no limit), got {args.sample_timeout:g}")
     if args.output_dir is not None:
         chk.check_folder(args.output_dir, "--output-dir")
     if args.gpus_per_worker < 0:
-        from ..engine.errors import ConfigError
+        from ewc_fo.runtime.errors import ConfigError
 
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     args.known_classes = chk.classifier_classes(args.classifier)
@@ -137,7 +137,7 @@ def check_args(args) -> None:
 def build_config(args):
     from dataclasses import replace
 
-    from ..engine.pipeline import EWCConfig
+    from ewc_fo.engine.pipeline import EWCConfig
 
     cfg = EWCConfig()
     if args.explainers:
@@ -163,15 +163,15 @@ def run(args) -> int:
     check_classes(view_classes(view, args.label_field, kind), args.known_classes, args.classifier)
     chk.check_device(args.device)  # imports torch; nothing is loaded or declared yet
 
-    from ..engine.budget import Limits
-    from ..engine.classifier import load_classifier
-    from ..engine.segmenters import SAM2_TINY_CONFIG, create_segmenter
-    from ..fo.label import label
+    from ewc_fo.fo.runs.label import label
+    from ewc_fo.models.registry import load_classifier
+    from ewc_fo.runtime.budget import Limits
+    from ewc_fo.segmenters import create_segmenter
 
     cfg = build_config(args)
     limits = Limits(sample_timeout_s=args.sample_timeout or None, max_classes=args.max_classes)
     if args.ray:
-        from ..dist.ray_runner import label_on_ray
+        from ewc_fo.distributed.ray_runner import label_on_ray
 
         summary = label_on_ray(
             view, args.label_field, ray_address=args.ray, workers=args.workers,
@@ -179,14 +179,14 @@ def run(args) -> int:
             prefix=args.prefix, classifier=args.classifier, segmenter=args.segmenter,
             sam2_checkpoint=args.sam2_checkpoint,
             classifier_options={"allow_pickle": args.trust_checkpoint},
-            segmenter_options={"config": args.sam2_config or SAM2_TINY_CONFIG},
+            segmenter_options={"config": args.sam2_config},
             config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
             output_dir=args.output_dir, limits=limits,
         )
         print(summary)
         return 0
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
-                           config=args.sam2_config or SAM2_TINY_CONFIG, device=args.device)
+                           config=args.sam2_config, device=args.device)
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
     summary = label(view, args.label_field, prefix=args.prefix, classifier=clf, segmenter=seg,
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from . import _checks as chk
-from ._common import add_dataset_args, load_view
+from ewc_fo.commands import _checks as chk
+from ewc_fo.commands._common import add_dataset_args, load_view
 
 
 def add_parser(sub) -> None:
@@ -27,8 +27,8 @@ def run(args) -> int:
         chk.check_prefix(args.prefix)
     if args.png:
         chk.check_file_target(args.png, "--png")
-    from ..engine.errors import ConfigError
-    from ..fo.summary import list_ewc_runs, run_summary
+    from ewc_fo.fo.review.summary import list_ewc_runs, run_summary
+    from ewc_fo.runtime.errors import ConfigError
 
     view = load_view(args.dataset, args.view)
     print(run_summary(view, prefix=args.prefix, worst=args.worst))
@@ -37,7 +37,7 @@ def run(args) -> int:
         prefixes = [args.prefix] if args.prefix else list_ewc_runs(ds)
         if not prefixes:
             raise ConfigError(f"dataset {ds.name!r} has no ewc-fo run to draw")
-        from ..fo.viz import overview
+        from ewc_fo.fo.review.viz import overview
 
         os.makedirs(os.path.dirname(os.path.abspath(args.png)), exist_ok=True)
         stem, ext = os.path.splitext(args.png)

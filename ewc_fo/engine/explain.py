@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import torch
 
-from .classifier import Classifier
-from .device import autocast
-from .errors import ConfigError
-from .explainers import Explainer, create_explainer
-from .images import check_image
+from ewc_fo.engine.explainers import Explainer, create_explainer
+from ewc_fo.models.classifier import Classifier
+from ewc_fo.runtime.device import autocast
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.runtime.images import check_image
 
 
 @dataclass
@@ -56,7 +56,7 @@ def explain(
     forward/backward of its image, so the maps do not depend on the chunking (tested),
     while memory grows with ``chunk`` instead of with the number of classes (about
     170 MB per row for EfficientNet-Lite0 at 448 px). ``deadline`` (a
-    :class:`~ewc_fo.engine.budget.Deadline`) is checked between chunks.
+    :class:`~ewc_fo.runtime.budget.Deadline`) is checked between chunks.
     That backward also reaches the input for the gradient-only attributions
     (input_x_gradient, saliency), so they cost nothing more. ``amp``: autocast dtype of
     the network passes (bfloat16 on a GPU); the CAM arithmetic stays float32.

@@ -36,8 +36,8 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-from .classifier import Classifier
-from .errors import ConfigError
+from ewc_fo.models.classifier import Classifier
+from ewc_fo.runtime.errors import ConfigError
 
 _REGISTRY: dict[str, type[Explainer]] = {}
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .errors import ImageLoadError
-from .images import MIN_SIDE, check_not_flat
+from ewc_fo.runtime.errors import ImageLoadError
+from ewc_fo.runtime.images import MIN_SIDE, check_not_flat
 
 
 def compete(maps: np.ndarray, strengths: Sequence[float], amount: float) -> np.ndarray:

@@ -18,15 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-from .budget import Deadline, Limits
-from .classifier import Classifier, describe
-from .device import autocast_dtype, cpu_count, empty_cache, is_oom
-from .errors import ConfigError, EWCError, NoLabelError, TooManyClassesError
-from .explain import ExplainOutput, explain
-from .explainers import Explainer, create_explainer, list_explainers
-from .images import MIN_SIDE, check_image
-from .limits import check_input_size
-from .maps import (
+from ewc_fo.engine.explain import ExplainOutput, explain
+from ewc_fo.engine.explainers import Explainer, create_explainer, list_explainers
+from ewc_fo.engine.maps import (
     _check_working,
     _resize_mask,
     compete,
@@ -36,10 +30,10 @@ from .maps import (
     relabel_instances,
     salient_labels,
 )
-from .prompts import Prompt, PromptConfig, make_prompt
-from .refine import check_method, refine_segmentations
-from .results import ClassResult, ImageResult
-from .scoring import (
+from ewc_fo.engine.prompts import Prompt, PromptConfig, make_prompt
+from ewc_fo.engine.refine import check_method, refine_segmentations
+from ewc_fo.engine.results import ClassResult, ImageResult
+from ewc_fo.engine.scoring import (
     ScoreConfig,
     agreement,
     class_confidence,
@@ -49,7 +43,13 @@ from .scoring import (
     mask_consistency,
     pairwise_agreement,
 )
-from .segmenters import Segmentation, Segmenter
+from ewc_fo.models.classifier import Classifier, describe
+from ewc_fo.runtime.budget import Deadline, Limits
+from ewc_fo.runtime.device import autocast_dtype, cpu_count, empty_cache, is_oom
+from ewc_fo.runtime.errors import ConfigError, EWCError, NoLabelError, TooManyClassesError
+from ewc_fo.runtime.images import MIN_SIDE, check_image
+from ewc_fo.runtime.limits import check_input_size
+from ewc_fo.segmenters import Segmentation, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +345,7 @@ class EWC:
     def objectness_of(self, work: np.ndarray) -> np.ndarray:
         """The class-agnostic objectness of an image at the working size (method.md, 1c)."""
         if self.objectness is None:
-            from .objectness import load_objectness
+            from ewc_fo.models.objectness import load_objectness
 
             self.objectness = load_objectness(None, str(self.clf.device))
         return self.objectness(work)

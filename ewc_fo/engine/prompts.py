@@ -14,12 +14,13 @@ An all-zero map gives an empty prompt (no cue at all): segmenters return an empt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.segmenters.base import Prompt, Region  # noqa: F401  (the segmenters' input types)
 
 
 @dataclass(frozen=True)
@@ -47,28 +48,6 @@ class PromptConfig:
             raise ConfigError(f"top_quantile must be in [0.5, 1], got {self.top_quantile}")
         if not 0 <= self.min_region < 1:
             raise ConfigError(f"min_region is a share of the image in [0, 1), got {self.min_region}")
-
-
-@dataclass
-class Region:
-    """One object region: its box (x0, y0, x1, y1, pixel coords) and positive points (x, y)."""
-
-    box: np.ndarray
-    points: np.ndarray
-
-
-@dataclass
-class Prompt:
-    """Everything a segmenter gets for one class on one image."""
-
-    regions: list[Region]
-    negatives: np.ndarray  # (N, 2) xy
-    soft: np.ndarray | None = field(default=None, repr=False)  # the map (GrabCut uses it)
-    config: PromptConfig | None = field(default=None, repr=False)
-
-    @property
-    def empty(self) -> bool:
-        return not self.regions
 
 
 def _farthest_points(coords: np.ndarray, n: int, start: int) -> np.ndarray:

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .errors import ConfigError
-from .segmenters import Segmentation
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.segmenters import Segmentation
 
 REFINE_METHODS = ("none", "crf", "pamr")
 #: beta above: the segmenter's mask and the fused map count equally (as the mask votes do)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from ewc_fo.runtime.errors import ConfigError
 
 GRID = 64  # scores are computed on a GRID x GRID copy: fast and resolution-independent
 

@@ -2,7 +2,7 @@
 
 Reads file paths and labels in two batch queries, detects single- vs multi-label from
 the field type (``Classification`` vs ``Classifications``), and hands them to the
-host-agnostic :func:`ewc_fo.engine.fitting.fit_classifier`.
+host-agnostic :func:`ewc_fo.models.fitting.fit_classifier`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import os
 
 import fiftyone as fo
 
-from ..engine.classifier import Classifier
-from ..engine.errors import ConfigError
-from ..engine.fitting import DEFAULT_BACKBONE, fit_classifier
+from ewc_fo.models.classifier import Classifier
+from ewc_fo.models.fitting import DEFAULT_BACKBONE, fit_classifier
+from ewc_fo.runtime.errors import ConfigError
 
 
 def read_labels(samples: fo.Dataset | fo.DatasetView, label_field: str) -> tuple[list[str], list, bool]:
@@ -57,7 +57,7 @@ def fit(
 ) -> Classifier:
     """Fit a classifier on ``samples``' labels in ``label_field``; save it to ``out`` if given.
 
-    ``kwargs`` go to :func:`~ewc_fo.engine.fitting.fit_classifier` (``head``,
+    ``kwargs`` go to :func:`~ewc_fo.models.fitting.fit_classifier` (``head``,
     ``finetune_blocks``, ``fit_size``, ``input_size``, ``holdout``, ``cache_dir``, ...).
     The held-out score is in ``clf.meta["heldout_score"]`` and the checkpoint's JSON; classes
     it does not cover (a single image: fitted, never held out) are in ``clf.meta["not_scored"]``.
@@ -67,7 +67,7 @@ def fit(
     clf.meta["dataset"] = getattr(samples, "dataset_name", None) or samples.name
     clf.meta["label_field"] = label_field
     if out is not None:
-        from ..engine.checkpoint import save_checkpoint
+        from ewc_fo.models.checkpoint import save_checkpoint
 
         save_checkpoint(clf, out)
     return clf

@@ -27,7 +27,7 @@ def one_line_errors(execute):
 
     @functools.wraps(execute)
     def wrapper(self, ctx):
-        from ewc_fo.engine.errors import EWCError
+        from ewc_fo.runtime.errors import EWCError
 
         try:
             return execute(self, ctx)
@@ -133,8 +133,7 @@ def call(uri: str, samples, params: dict, delegate: bool = False):
     params = with_defaults(uri, view, params)
     result = foo.execute_operator(uri, ctx=dict(view=view, params=params, request_delegation=delegate)).result
     if isinstance(result, dict) and result.get("error_type"):
-        from ewc_fo.engine import errors
-
+        from ewc_fo.runtime import errors
         cls = getattr(errors, result["error_type"], None)
         raise (cls if isinstance(cls, type) and issubclass(cls, Exception) else FormError)(result["error"])
     return result

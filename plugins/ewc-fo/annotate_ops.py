@@ -1,6 +1,6 @@
 """Operators that send masks for correction to an annotation tool and load the fixes back.
 
-Thin wrappers over ``ewc_fo.fo.annotate`` (the code ``ewc-fo annotate`` runs). The server URL
+Thin wrappers over ``ewc_fo.fo.review.annotate`` (the code ``ewc-fo annotate`` runs). The server URL
 and API key come from the form, else the plugin secrets / FiftyOne's annotation config
 (``FIFTYONE_LABELSTUDIO_URL``, ``FIFTYONE_LABELSTUDIO_API_KEY``).
 """
@@ -29,7 +29,7 @@ def _server(ctx) -> dict:
 
 
 def _runs(dataset) -> list[str]:
-    from ewc_fo.fo.summary import list_ewc_runs
+    from ewc_fo.fo.review.summary import list_ewc_runs
 
     return list_ewc_runs(dataset)
 
@@ -73,8 +73,7 @@ class SendForCorrection(foo.Operator):
         return types.Property(inputs, view=types.View(label="EWC: send for correction"))
 
     def execute(self, ctx):
-        from ewc_fo.fo import annotate as ann
-
+        from ewc_fo.fo.review import annotate as ann
         prefix = ctx.params["prefix"]
         view = ctx.target_view()
         if ctx.params.get("which", "candidates") == "candidates":
@@ -116,8 +115,7 @@ class LoadCorrections(foo.Operator):
         return types.Property(inputs, view=types.View(label="EWC: load corrections"))
 
     def execute(self, ctx):
-        from ewc_fo.fo import annotate as ann
-
+        from ewc_fo.fo.review import annotate as ann
         done = ann.load_corrections(
             ctx.dataset, ctx.params["anno_key"], ctx.params["prefix"], cleanup=bool(ctx.params.get("cleanup")),
             **_server(ctx),

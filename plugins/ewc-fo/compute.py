@@ -62,8 +62,8 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
 def knob_check(ctx, prop, key: str) -> None:
     """Flag a method knob as the form is filled, with the engine's own rule (EWCConfig), and
     an objectness knob when the U²-Net-p model is not installed on the server."""
-    from ewc_fo.engine.errors import ConfigError
     from ewc_fo.engine.pipeline import EWCConfig
+    from ewc_fo.runtime.errors import ConfigError
 
     v = checked_number(ctx, prop, key, float, lo=0, hi=1)
     if v is None:
@@ -74,7 +74,7 @@ def knob_check(ctx, prop, key: str) -> None:
         invalid(prop, str(e))
         return
     if v > 0 and key in OBJECTNESS_KNOBS:
-        from ewc_fo.engine.objectness import require_objectness
+        from ewc_fo.models.objectness import require_objectness
 
         try:
             require_objectness()  # fetched once when the server is online
@@ -106,8 +106,7 @@ def ray_kwargs(params: dict) -> dict:
 
 def check_run(ctx, inputs, prefix: str) -> None:
     """Say whether the run exists and would resume, or is done (then Overwrite is needed)."""
-    from ewc_fo.fo import runs
-
+    from ewc_fo.fo.runs import record as runs
     rec = runs.get_run(ctx.dataset, prefix)
     if rec is None or ctx.params.get("overwrite"):
         return
@@ -150,7 +149,7 @@ class ComputeEWC(foo.Operator):
     @one_line_errors
     def execute(self, ctx):
         from ewc_fo.engine.pipeline import EWCConfig
-        from ewc_fo.fo.label import label
+        from ewc_fo.fo.runs.label import label
 
         p = ctx.params
         view = ctx.target_view()

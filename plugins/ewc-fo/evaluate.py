@@ -44,7 +44,7 @@ class EvaluateMasks(foo.Operator):
 
     @one_line_errors
     def execute(self, ctx):
-        from ewc_fo.fo.evaluate import evaluate
+        from ewc_fo.fo.review.evaluate import evaluate
 
         view = ctx.target_view()
         pred, gt = ctx.params["pred_field"], ctx.params["gt_field"]

@@ -31,7 +31,7 @@ def export_root(ctx=None) -> str:
 
 def confine(path: str, root: str, what: str = "export folder") -> str:
     """``path`` (relative ones inside ``root``) resolved, or a ConfigError if it leaves ``root``."""
-    from ewc_fo.engine.errors import ConfigError
+    from ewc_fo.runtime.errors import ConfigError
 
     full = os.path.realpath(os.path.join(root, os.path.expanduser(str(path))))
     if full == root or os.path.commonpath([full, root]) != root:
@@ -69,7 +69,7 @@ class ExportMasks(foo.Operator):
         return execution_options(ctx, long_work=True)
 
     def resolve_input(self, ctx):
-        from ewc_fo.engine.errors import ConfigError
+        from ewc_fo.runtime.errors import ConfigError
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Export")
@@ -92,7 +92,7 @@ class ExportMasks(foo.Operator):
             if os.path.isdir(full) and os.listdir(full):
                 if not ctx.params.get("overwrite"):
                     raise ConfigError("directory is not empty; tick Overwrite or pick another")
-                from ewc_fo.fo.export import COCO_FIXED, VOC_CLASS_FILES, check_out_dir
+                from ewc_fo.fo.io.export import COCO_FIXED, VOC_CLASS_FILES, check_out_dir
 
                 check_out_dir(ctx.target_view(), full, overwrite=True,
                               fixed=COCO_FIXED if fmt == "coco" else VOC_CLASS_FILES)
@@ -106,7 +106,7 @@ class ExportMasks(foo.Operator):
         try:
             classes = class_source(ctx, ctx.params.get("classes"))
             if classes:
-                from ewc_fo.fo.export import check_classes
+                from ewc_fo.fo.io.export import check_classes
 
                 check_classes(ctx.dataset, prefix, classes)
         except ConfigError as e:
@@ -129,7 +129,7 @@ class ExportMasks(foo.Operator):
 
     @one_line_errors
     def execute(self, ctx):
-        from ewc_fo.fo.export import export
+        from ewc_fo.fo.io.export import export
 
         p = ctx.params
         view = ctx.target_view()

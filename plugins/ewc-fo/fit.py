@@ -33,7 +33,7 @@ class FitClassifier(foo.Operator):
         field = label_field_input(ctx, inputs)
         default_out = ""
         if field:
-            from ewc_fo.fo.label import default_output_dir
+            from ewc_fo.fo.runs.plan import default_output_dir
 
             default_out = os.path.join(os.path.dirname(default_output_dir(ctx.dataset, "x")),
                                        f"classifier_{field}.safetensors")

@@ -14,7 +14,7 @@ PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 def label_fields(dataset) -> list[str]:
     """Fields holding image-level labels (what a run can explain)."""
-    from ewc_fo.fo.label import _label_type
+    from ewc_fo.fo.runs.label_inputs import _label_type
 
     schema = dataset.get_field_schema()
     return [k for k, v in schema.items() if _label_type(v) is not None]
@@ -28,7 +28,7 @@ def segmentation_fields(dataset) -> list[str]:
 
 
 def runs(dataset) -> list[str]:
-    from ewc_fo.fo.summary import list_ewc_runs
+    from ewc_fo.fo.review.summary import list_ewc_runs
 
     return list_ewc_runs(dataset)
 

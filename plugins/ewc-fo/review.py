@@ -37,7 +37,7 @@ def _scope(ctx, prefix: str):
 def review_step(ctx, prefix: str, sample_id: str, verdict: str) -> str | None:
     """Tag ``sample_id`` (accept / reject), then open the next sample to review in the sample
     view (when one is open); returns that sample's id, or None when nothing is left."""
-    from ewc_fo.fo.views import REJECT_TAG, REVIEWED_TAG
+    from ewc_fo.fo.review.views import REJECT_TAG, REVIEWED_TAG
 
     set_review_tag(ctx.dataset, sample_id, {"accept": REVIEWED_TAG, "reject": REJECT_TAG}[verdict])
     nxt = next_to_review(_scope(ctx, prefix), prefix, exclude=sample_id)
@@ -66,7 +66,7 @@ class ReviewPanel(foo.Panel):
         return p if p in have else (have[0] if have else None)
 
     def _load(self, ctx, sample_id=None):
-        from ewc_fo.fo.summary import review_progress
+        from ewc_fo.fo.review.summary import review_progress
 
         prefix = self._prefix(ctx)
         ctx.panel.set_state("prefix", prefix)

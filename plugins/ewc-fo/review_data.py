@@ -56,8 +56,8 @@ def overlay_png(dataset, info: dict, prefix: str, width: int = OVERLAY_WIDTH) ->
     import numpy as np
     from PIL import Image
 
-    from ewc_fo.engine.images import load_image
-    from ewc_fo.fo.app_config import class_colors
+    from ewc_fo.fo.review.app_config import class_colors
+    from ewc_fo.runtime.images import load_image
 
     if not info.get("fused_path"):
         return None
@@ -94,7 +94,7 @@ def overlay_png(dataset, info: dict, prefix: str, width: int = OVERLAY_WIDTH) ->
 
 def next_to_review(samples, prefix: str, exclude: str | None = None) -> str | None:
     """The least confident sample of ``samples`` nobody has accepted or rejected yet."""
-    from ewc_fo.fo.views import triage_view
+    from ewc_fo.fo.review.views import triage_view
 
     v = triage_view(samples, "to_review", prefix)
     if exclude:
@@ -105,7 +105,7 @@ def next_to_review(samples, prefix: str, exclude: str | None = None) -> str | No
 
 def set_review_tag(dataset, sample_id: str, tag: str) -> None:
     """Accept and reject are exclusive: setting one clears the other."""
-    from ewc_fo.fo.views import REJECT_TAG, REVIEWED_TAG
+    from ewc_fo.fo.review.views import REJECT_TAG, REVIEWED_TAG
 
     other = REJECT_TAG if tag == REVIEWED_TAG else REVIEWED_TAG
     one = dataset.select(sample_id)

@@ -31,7 +31,7 @@ class CreateTriageViews(foo.Operator):
 
     @one_line_errors
     def execute(self, ctx):
-        from ewc_fo.fo.views import create_triage_views
+        from ewc_fo.fo.review.views import create_triage_views
 
         prefix = ctx.params["prefix"]
         open_view = bool(ctx.params.get("open_view", True))

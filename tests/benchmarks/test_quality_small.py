@@ -89,7 +89,7 @@ def test_quality_benchmark_small_on_a_coco_folder(tmp_path, capsys):
     bench = _bench()
     data = _coco_folder(tmp_path / "coco")
     out = tmp_path / "out"
-    from ewc_fo.engine.fit_data import RareClassWarning
+    from ewc_fo.models.fit_data import RareClassWarning
 
     with pytest.warns(RareClassWarning, match=r"bar \(1\)"):
         rc = bench.main(["--data", str(data), "--fit-size", "96", "--explain-size", "128", "--no-plots",
@@ -163,7 +163,7 @@ def test_fusion_study_small(tmp_path, capsys):
 def test_quality_benchmark_objectness_labels_compares_singles_through_the_same_stage(tmp_path, monkeypatch):
     """With labels from objectness, each explainer's row labels the run's own stored objectness:
     on images with one class every explainer then gives the fused row's label map."""
-    from ewc_fo.engine.objectness import objectness_available
+    from ewc_fo.models.objectness import objectness_available
 
     if not objectness_available():
         pytest.skip("U²-Net-p not installed (scripts/setup.sh)")

@@ -161,8 +161,8 @@ def test_missing_device_is_refused_before_any_model_or_field(saved, monkeypatch,
 def test_batch_size_is_checked_before_the_run_declares_anything(saved):
     """The Python API too: -3 used to be refused only after the run's fields were declared,
     and 0 silently became the default 4."""
-    from ewc_fo.engine.errors import ConfigError
-    from ewc_fo.fo.label import label
+    from ewc_fo.fo.runs.label import label
+    from ewc_fo.runtime.errors import ConfigError
 
     before = set(saved.get_field_schema())
     for bad in (0, -3):
@@ -172,8 +172,8 @@ def test_batch_size_is_checked_before_the_run_declares_anything(saved):
 
 
 def test_api_output_dir_that_is_a_file_is_a_clear_error(saved, tmp_path):
-    from ewc_fo.engine.errors import ConfigError
-    from ewc_fo.fo.label import label
+    from ewc_fo.fo.runs.label import label
+    from ewc_fo.runtime.errors import ConfigError
     from ewc_fo.testing import tiny_classifier
 
     afile = tmp_path / "afile"
@@ -186,9 +186,9 @@ def test_api_output_dir_that_is_a_file_is_a_clear_error(saved, tmp_path):
 
 
 def test_config_rejects_what_the_cli_rejects():
-    from ewc_fo.engine.errors import ConfigError
     from ewc_fo.engine.pipeline import EWCConfig
     from ewc_fo.engine.scoring import ScoreConfig
+    from ewc_fo.runtime.errors import ConfigError
 
     for t in (float("nan"), float("inf"), 0.0):
         with pytest.raises(ConfigError, match="temperature"):
@@ -210,7 +210,7 @@ def test_explainer_names_read_from_source_match_the_registry():
 
 def test_imagenet_names_read_without_torch_match_the_classifier():
     from ewc_fo.commands._checks import imagenet_classes
-    from ewc_fo.engine.classifier import imagenet_classes as from_torchvision
+    from ewc_fo.models.classifier import imagenet_classes as from_torchvision
 
     assert list(imagenet_classes()) == from_torchvision()
 
@@ -254,9 +254,9 @@ def test_list_explainers_needs_no_dataset_and_no_torch():
 
 
 def test_fit_refusals_say_what_to_do():
-    from ewc_fo.engine.errors import ConfigError
-    from ewc_fo.engine.fit_data import RareClassWarning
-    from ewc_fo.engine.fitting import encode_labels
+    from ewc_fo.models.fit_data import RareClassWarning
+    from ewc_fo.models.fitting import encode_labels
+    from ewc_fo.runtime.errors import ConfigError
 
     with pytest.warns(RareClassWarning, match=r"b \(1\)"):  # one image: fitted, not refused
         encode_labels(["a", "a", "b"], None, None)
@@ -267,7 +267,7 @@ def test_fit_refusals_say_what_to_do():
 
 
 def test_objectness_without_its_model_is_one_line_before_any_field(saved, monkeypatch, capsys):
-    import ewc_fo.engine.objectness as objectness
+    import ewc_fo.models.objectness as objectness
 
     before = set(saved.get_field_schema())
     monkeypatch.setattr(objectness, "default_model_path", lambda: None)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from ewc_fo.engine.classifier import load_classifier
-from ewc_fo.engine.device import autocast_dtype, cpu_count, is_oom, resolve_device
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.engine.explain import explain
 from ewc_fo.engine.pipeline import EWC, EWCConfig
 from ewc_fo.engine.prompts import Prompt, PromptConfig, Region, make_prompt
-from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter
+from ewc_fo.models.registry import load_classifier
+from ewc_fo.runtime.device import autocast_dtype, cpu_count, is_oom, resolve_device
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.segmenters import GrabCutSegmenter, create_segmenter
 from ewc_fo.testing import blob_map, iou, synthetic_image, synthetic_scene
 
 FAST = EWCConfig(explainers=("gradcam", "layercam", "input_x_gradient"))
@@ -85,7 +85,7 @@ def test_sam2_batch_needs_set_images(sam2_seg):
 
 def test_sam2_bfloat16_autocast_runs_on_cpu(sam2_seg):
     """The GPU precision path, exercised on CPU: embeddings really are bfloat16."""
-    from ewc_fo.engine.sam2_segmenter import SAM2Segmenter
+    from ewc_fo.segmenters.sam2 import SAM2Segmenter
 
     seg = SAM2Segmenter(sam2_seg.predictor, "random", precision="bf16")
     images, prompts = _scenes()

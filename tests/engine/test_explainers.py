@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from ewc_fo.engine.classifier import Classifier
-from ewc_fo.engine.errors import ConfigError, ImageLoadError, UnknownClassError
 from ewc_fo.engine.explain import explain
 from ewc_fo.engine.explainers import create_explainer, list_explainers
 from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS
+from ewc_fo.models.classifier import Classifier
+from ewc_fo.runtime.errors import ConfigError, ImageLoadError, UnknownClassError
 from ewc_fo.testing import TinyCNN, synthetic_image, synthetic_scene, tiny_classifier
 
 CAM_DEFAULTS = [n for n in list_explainers(defaults_only=True) if create_explainer(n).family == "cam"]
@@ -188,7 +188,7 @@ def test_no_teardown_noise_from_pytorch_grad_cam(tmp_path):
     script.write_text(textwrap.dedent("""
         import torch
         torch.set_num_threads(1)
-        from ewc_fo.engine.errors import ConfigError
+        from ewc_fo.runtime.errors import ConfigError
         from ewc_fo.engine.explain import explain
         from ewc_fo.engine.explainers import create_explainer, list_explainers
         from ewc_fo.testing import synthetic_image, tiny_classifier

@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ewc_fo.engine.errors import ConfigError, ImageLoadError, NoLabelError, UnknownClassError
 from ewc_fo.engine.maps import compete, merge
 from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWC, EWCConfig
-from ewc_fo.engine.segmenters import GrabCutSegmenter
+from ewc_fo.runtime.errors import ConfigError, ImageLoadError, NoLabelError, UnknownClassError
+from ewc_fo.segmenters import GrabCutSegmenter
 from ewc_fo.testing import synthetic_image, synthetic_scene
 
 FAST = EWCConfig(explainers=("gradcam", "eigencam", "layercam"))

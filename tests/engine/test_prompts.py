@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.engine.prompts import PromptConfig, make_prompt
+from ewc_fo.runtime.errors import ConfigError
 from ewc_fo.testing import blob_map
 
 SHAPE = (96, 128)

@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.engine.pipeline import EWC, EWCConfig
 from ewc_fo.engine.refine import (
     check_method,
@@ -18,7 +17,8 @@ from ewc_fo.engine.refine import (
     refine_regions,
     refine_segmentations,
 )
-from ewc_fo.engine.segmenters import GrabCutSegmenter, Segmentation
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.segmenters import GrabCutSegmenter, Segmentation
 from ewc_fo.testing import synthetic_image, synthetic_scene
 
 FAST = EWCConfig(explainers=("gradcam", "layercam"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.engine.scoring import (
     ScoreConfig,
     agreement,
@@ -14,6 +13,7 @@ from ewc_fo.engine.scoring import (
     fuse,
     pairwise_agreement,
 )
+from ewc_fo.runtime.errors import ConfigError
 from ewc_fo.testing import blob_map
 
 SHAPE = (64, 64)

@@ -22,10 +22,10 @@ import requests
 from PIL import Image
 
 from ewc_fo.cli import main as cli
-from ewc_fo.engine.errors import ConfigError
-from ewc_fo.fo import annotate as ann
-from ewc_fo.fo.class_labels import backfill_class_labels, class_confidence_labels
-from ewc_fo.fo.export import export_voc
+from ewc_fo.fo.io.export import export_voc
+from ewc_fo.fo.review import annotate as ann
+from ewc_fo.fo.runs.class_labels import backfill_class_labels, class_confidence_labels
+from ewc_fo.runtime.errors import ConfigError
 from tests._mongod import free_port
 from tests.fo._data import make_dataset
 
@@ -132,7 +132,7 @@ def test_regions_survive_fiftyone_label_studio_encoding(run_ds):
         import_label_studio_annotation,
     )
 
-    from ewc_fo.fo.export import paste_instance
+    from ewc_fo.fo.io.export import paste_instance
 
     ann.write_edit_regions(run_ds)
     for k, s in enumerate(run_ds.iter_samples()):

@@ -7,9 +7,9 @@ import pytest
 
 import ewc_fo
 from ewc_fo.engine.pipeline import EWCConfig
-from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo import runs
-from ewc_fo.fo.app_config import PALETTE, class_colors, configure_app, sidebar_group_name
+from ewc_fo.fo.review.app_config import PALETTE, class_colors, configure_app, sidebar_group_name
+from ewc_fo.fo.runs import record as runs
+from ewc_fo.segmenters import create_segmenter
 
 from ._data import make_dataset
 

@@ -21,14 +21,15 @@ import pytest
 
 import ewc_fo
 from ewc_fo.cli import main
-from ewc_fo.engine.errors import ClaimLostError, RunInProgressError, SchemaBusyError
 from ewc_fo.engine.pipeline import EWCConfig
-from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo import claims, runs
-from ewc_fo.fo.claims import claim_prefix, schema_lock
-from ewc_fo.fo.evaluate import evaluate
-from ewc_fo.fo.recipes._common import _finish
-from ewc_fo.fo.views import TRIAGE
+from ewc_fo.fo.io.importers._common import _finish
+from ewc_fo.fo.review.evaluate import evaluate
+from ewc_fo.fo.review.views import TRIAGE
+from ewc_fo.fo.runs import claims
+from ewc_fo.fo.runs import record as runs
+from ewc_fo.fo.runs.claims import claim_prefix, schema_lock
+from ewc_fo.runtime.errors import ClaimLostError, RunInProgressError, SchemaBusyError
+from ewc_fo.segmenters import create_segmenter
 
 from ._data import PHOTOS, make_dataset
 
@@ -41,10 +42,10 @@ RUN = textwrap.dedent("""
     import os, sys, time
     import fiftyone as fo
     import ewc_fo
-    from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.errors import EWCError
+    from ewc_fo.models.classifier import load_classifier
+    from ewc_fo.runtime.errors import EWCError
     from ewc_fo.engine.pipeline import EWCConfig
-    from ewc_fo.engine.segmenters import create_segmenter
+    from ewc_fo.segmenters import create_segmenter
     name, prefix, out, go = sys.argv[1:5]
     ds = fo.load_dataset(name)
     clf, seg = load_classifier(), create_segmenter("grabcut")
@@ -64,7 +65,7 @@ RUN = textwrap.dedent("""
 HOLD = textwrap.dedent("""
     import sys, time
     import fiftyone as fo
-    from ewc_fo.fo.claims import claim_prefix
+    from ewc_fo.fo.runs.claims import claim_prefix
     ds = fo.load_dataset(sys.argv[1])
     claim_prefix(ds, sys.argv[2], ttl_s=float(sys.argv[3]))
     print("CLAIMED", flush=True)

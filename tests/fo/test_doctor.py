@@ -29,7 +29,7 @@ def test_doctor_reports_this_machine(capsys, monkeypatch):
     import torch
 
     assert rows["GPU"]["ok"] == torch.cuda.is_available()
-    from ewc_fo.engine.objectness import objectness_available
+    from ewc_fo.models.objectness import objectness_available
 
     assert rows["objectness (U²-Net-p)"]["ok"] == objectness_available()
     assert main(["doctor"]) == 0  # the table form

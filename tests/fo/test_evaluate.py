@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from ewc_fo.commands import evaluate as evaluate_cmd
-from ewc_fo.engine.errors import ConfigError
-from ewc_fo.fo.evaluate import EvaluationReport, evaluate, load_report
+from ewc_fo.fo.review.evaluate import EvaluationReport, evaluate, load_report
+from ewc_fo.runtime.errors import ConfigError
 
 V = 255
 # ground truth ids: 0 background, 1 cat, 2 dog ; the run uses other ids: 7 cat, 5 dog

@@ -12,8 +12,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from ewc_fo.engine.errors import ConfigError
-from ewc_fo.fo.export import (
+from ewc_fo.fo.io.export import (
     export,
     export_coco,
     export_voc,
@@ -21,6 +20,7 @@ from ewc_fo.fo.export import (
     safe_name,
     voc_colormap,
 )
+from ewc_fo.runtime.errors import ConfigError
 
 P = "ewc"
 TARGETS = {1: "cat", 2: "fox"}

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from ewc_fo.cli import main
-from ewc_fo.engine.errors import ConfigError
-from ewc_fo.fo.export import MANIFEST, check_out_dir, export_coco, export_voc
+from ewc_fo.fo.io.export import MANIFEST, check_out_dir, export_coco, export_voc
+from ewc_fo.runtime.errors import ConfigError
 
 P = "ewc"
 H, W = 24, 32

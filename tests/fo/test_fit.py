@@ -9,9 +9,9 @@ import fiftyone as fo
 import pytest
 
 from ewc_fo.cli import main
-from ewc_fo.engine.classifier import load_classifier
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.fo.fit import fit, read_labels
+from ewc_fo.models.registry import load_classifier
+from ewc_fo.runtime.errors import ConfigError
 from tests.engine.test_fitting import make_shapes
 
 SMALL = {"fit_size": 64, "flip": False, "epochs": 50}
@@ -111,7 +111,7 @@ def test_cli_fits_a_class_with_a_single_image(dataset, tmp_path, capsys):
         assert meta["not_scored"] == ["triangle"] and meta["images_per_class"]["triangle"] == 1
         clf = load_classifier(out)
         assert clf.class_names == ["circle", "square", "triangle"]
-        from ewc_fo.engine.images import load_image
+        from ewc_fo.runtime.images import load_image
 
         tri = ds.match(fo.ViewField("single.label") == "triangle").first().filepath
         assert clf.predict([load_image(tri)]).argmax(1)[0] == 2

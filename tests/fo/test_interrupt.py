@@ -21,7 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # check): a flat grey image then sticks inside cv2.grabCut, as it did before them
 CHILD = textwrap.dedent("""
     import sys
-    from ewc_fo.engine import maps, segmenters
+    from ewc_fo.engine import maps
+    from ewc_fo.segmenters import grabcut as segmenters
     maps.check_not_flat = lambda image: None
     segmenters._one_colour_both_sides = lambda *a: False
     original = segmenters.GrabCutSegmenter._grabcut

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 import ewc_fo
-from ewc_fo.engine.classifier import load_classifier
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.engine.pipeline import EWCConfig
-from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo.views import TRIAGE, triage_view
+from ewc_fo.fo.review.views import TRIAGE, triage_view
+from ewc_fo.models.registry import load_classifier
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.segmenters import create_segmenter
 
 from ._data import make_dataset, small_photo
 

@@ -15,9 +15,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from ewc_fo.commands import create as create_cmd
-from ewc_fo.engine.errors import ConfigError
-from ewc_fo.fo import recipes
-from ewc_fo.fo.export import voc_palette
+from ewc_fo.fo.io import importers as recipes
+from ewc_fo.fo.io.export import voc_palette
+from ewc_fo.runtime.errors import ConfigError
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -179,7 +179,7 @@ def test_coco_json(tmp_path, name):
     assert np.array_equal(sem, want)  # the small dog is drawn over the car
     dets = one.ground_truth_instances.detections
     assert [d.label for d in dets] == ["car", "dog"]
-    from ewc_fo.fo.export import paste_instance
+    from ewc_fo.fo.io.export import paste_instance
 
     assert np.array_equal(paste_instance(dets[0], w, h), big.astype(bool))
     assert two.ground_truth_instances.detections[0].mask is None

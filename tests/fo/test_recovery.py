@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import ewc_fo
-from ewc_fo.engine.classifier import load_classifier
-from ewc_fo.engine.errors import ConfigError
 from ewc_fo.engine.pipeline import EWCConfig
-from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo import runs
+from ewc_fo.fo.runs import record as runs
+from ewc_fo.models.registry import load_classifier
+from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.segmenters import create_segmenter
 
 from ._data import make_dataset
 
@@ -29,7 +29,7 @@ KILLED_WHILE_DECLARING = textwrap.dedent("""
     import os, signal, sys
     import fiftyone as fo
     import ewc_fo
-    import ewc_fo.fo.label as L
+    import ewc_fo.fo.runs.plan as L
     from ewc_fo.engine.pipeline import EWCConfig
     declare = L._declare_fields
     def declare_then_die(dataset, names):
@@ -148,7 +148,7 @@ def test_temp_files_of_a_worker_lost_mid_run_are_cleared_when_it_ends(tmp_path, 
 
 
 def test_a_failed_write_leaves_no_temp_file(tmp_path):
-    from ewc_fo.fo.sample_values import _atomic_png
+    from ewc_fo.fo.runs.sample_values import _atomic_png
 
     target = tmp_path / "m.png"
     target.write_bytes(b"the previous mask")
@@ -166,7 +166,7 @@ def test_two_prefixes_cannot_share_an_output_dir(tmp_path, clf):
 
 
 def test_a_run_without_the_objectness_model_stops_before_declaring_anything(tmp_path, monkeypatch):
-    import ewc_fo.engine.objectness as obj
+    import ewc_fo.models.objectness as obj
 
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "u2net"))
     monkeypatch.setattr(obj, "PACKAGE", "no-such-wheel")

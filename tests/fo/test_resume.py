@@ -15,7 +15,7 @@ from PIL import Image
 
 import ewc_fo
 from ewc_fo.engine.pipeline import EWCConfig
-from ewc_fo.engine.segmenters import create_segmenter
+from ewc_fo.segmenters import create_segmenter
 
 from ._data import make_dataset
 

@@ -10,8 +10,8 @@ from PIL import Image
 import ewc_fo
 from ewc_fo.cli import main
 from ewc_fo.engine.pipeline import EWCConfig
-from ewc_fo.engine.segmenters import create_segmenter
-from ewc_fo.fo.summary import review_progress, run_summary
+from ewc_fo.fo.review.summary import review_progress, run_summary
+from ewc_fo.segmenters import create_segmenter
 
 from ._data import make_dataset
 

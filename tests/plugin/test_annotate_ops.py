@@ -1,4 +1,4 @@
-"""The correction operators (plugins/ewc-fo/annotate_ops.py) run ewc_fo.fo.annotate.
+"""The correction operators (plugins/ewc-fo/annotate_ops.py) run ewc_fo.fo.review.annotate.
 
 Called directly with a small stand-in context: the round trip against a real Label Studio is
 tests/fo/test_annotate.py; here, the forms and the wiring of view, params and secrets.
@@ -14,7 +14,7 @@ import fiftyone as fo
 import numpy as np
 import pytest
 
-from ewc_fo.engine.errors import ConfigError
+from ewc_fo.runtime.errors import ConfigError
 from tests._mongod import free_port
 
 HERE = os.path.dirname(__file__)
@@ -60,7 +60,7 @@ def test_send_uses_candidates_and_secrets(ds, monkeypatch):
     def fake_send(view, key, prefix, **kw):
         seen.update(ids=view.values("ewc_confidence"), key=key, prefix=prefix, **kw)
 
-    monkeypatch.setattr("ewc_fo.fo.annotate.send_for_correction", fake_send)
+    monkeypatch.setattr("ewc_fo.fo.review.annotate.send_for_correction", fake_send)
     secrets = {"FIFTYONE_LABELSTUDIO_API_KEY": "k", "FIFTYONE_LABELSTUDIO_URL": "http://127.0.0.1:1"}
     out = ops.SendForCorrection().execute(
         _ctx(ds, {"prefix": "ewc", "which": "candidates", "max_confidence": 0.3, "anno_key": "fix"}, secrets)

@@ -14,7 +14,7 @@ import pytest
 from fiftyone.operators.executor import ExecutionContext
 from PIL import Image
 
-from ewc_fo.engine.errors import ConfigError
+from ewc_fo.runtime.errors import ConfigError
 
 from ..fo._data import make_dataset
 from .conftest import FAST, URI
@@ -122,7 +122,7 @@ def test_compute_form(ds, monkeypatch):
     assert p["objectness_labels"].default == 0.0
     assert "[0, 1)" in invalid(resolve("compute_ewc", ds, {"objectness_labels": 1}))["objectness_labels"]
     assert "objectness_labels" not in invalid(resolve("compute_ewc", ds, {"objectness_labels": 0.3}))
-    import ewc_fo.engine.objectness as obj
+    import ewc_fo.models.objectness as obj
 
     monkeypatch.setattr(obj, "default_model_path", lambda: None)  # not installed, and the download fails
     for knob in ("objectness", "objectness_labels"):
@@ -154,7 +154,7 @@ def test_compute_selected_samples(ds, tmp_path):
                                       output_dir=str(tmp_path), class_competition=0.0,
                                       objectness_labels=0.3, **FAST),
               selected=[sid])
-    from ewc_fo.fo.runs import get_run
+    from ewc_fo.fo.runs.record import get_run
 
     cfg = get_run(ds, "sel")["method"]["config"]
     assert cfg["class_competition"] == 0.0 and cfg["objectness_labels"] == 0.3  # the form's knobs reached the run
@@ -294,7 +294,7 @@ def test_export_form_offers_the_clis_split_and_overlap_options(labeled, export_r
     lists = export_root / "voc-val" / "ImageSets" / "Segmentation"
     assert [f.name for f in lists.iterdir()] == ["val.txt"]
     assert len((lists / "val.txt").read_text().split()) == out["num_images"] == 3
-    import ewc_fo.fo.export as fx
+    import ewc_fo.fo.io.export as fx
 
     seen, real = [], fx.export
     monkeypatch.setattr(fx, "export", lambda *a, **kw: seen.append(kw) or real(*a, **kw))

@@ -1,0 +1,1 @@
+"""The FiftyOne layer's input and output: importers (create) and exporters (COCO, VOC)."""

@@ -1,0 +1,1 @@
+"""The FiftyOne layer's review: App config, triage views, summaries, annotation, evaluation."""
