@@ -12,119 +12,30 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from functools import partial
 
-import cv2
 import numpy as np
 import torch
 
+from ewc_fo.engine.config import DEFAULT_EXPLAINERS, EWCConfig  # noqa: F401  (re-exported)
 from ewc_fo.engine.explain import ExplainOutput, explain
 from ewc_fo.engine.explainers import Explainer, create_explainer, list_explainers
 from ewc_fo.engine.maps import (
     _check_working,
-    _resize_mask,
-    compete,
     downscale,
-    gate,
     merge,
-    relabel_instances,
-    salient_labels,
 )
-from ewc_fo.engine.prompts import Prompt, PromptConfig, make_prompt
-from ewc_fo.engine.refine import check_method, refine_segmentations
+from ewc_fo.engine.prompts import Prompt
 from ewc_fo.engine.results import ClassResult, ImageResult
-from ewc_fo.engine.scoring import (
-    ScoreConfig,
-    agreement,
-    class_confidence,
-    combine,
-    concentration,
-    fuse,
-    mask_consistency,
-    pairwise_agreement,
-)
+from ewc_fo.engine.stages import finish, fuse_maps, prepare
 from ewc_fo.models.classifier import Classifier, describe
 from ewc_fo.runtime.budget import Deadline, Limits
 from ewc_fo.runtime.device import autocast_dtype, cpu_count, empty_cache, is_oom
 from ewc_fo.runtime.errors import ConfigError, EWCError, NoLabelError, TooManyClassesError
-from ewc_fo.runtime.images import MIN_SIDE, check_image
-from ewc_fo.runtime.limits import check_input_size
-from ewc_fo.segmenters import Segmentation, Segmenter
+from ewc_fo.runtime.images import check_image
+from ewc_fo.segmenters import Segmenter
 
 log = logging.getLogger(__name__)
-
-#: explainers used when none are named: CAMs from two layers plus a captum attribution.
-#: EigenCAM is opt-in: it is class-agnostic, so on multi-class images every class gets the
-#: same map (measured on voc_dev: fused + GrabCut 36.2% with it, 37.8% without; docs/method.md)
-DEFAULT_EXPLAINERS = ("gradcam", "gradcampp", "xgradcam", "layercam", "input_x_gradient")
-
-
-@dataclass(frozen=True)
-class EWCConfig:
-    """Every knob of the method; recorded with each run so masks are traceable."""
-
-    explainers: tuple[str, ...] = DEFAULT_EXPLAINERS
-    explain_size: int | None = None  # square side fed to the classifier; None = classifier's
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    max_side: int = 640  # maps, prompts and segmentation run at most at this size
-    use_quality: bool = True  # prompt the segmenter with each explainer's map to score it
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    prompts: PromptConfig = field(default_factory=PromptConfig)
-    seed: int = 0
-    keep_explainer_masks: bool = False  # keep each explainer's own mask (ablations, benchmarks)
-    #: score explainers on the segmenter's cheap draft masks (GrabCut only; SAM2 has one mode).
-    #: Off by default: the masks also vote in the fused map (mask_weight), where draft
-    #: masks cost 1.5 mIoU points on voc_dev (docs/method.md)
-    draft_quality: bool = False
-    #: fuse ``(1 - m) * map_k + m * mask_k``: each explainer votes with its map and with the
-    #: mask its map prompted, so the fused map carries the segmenter's object boundaries
-    mask_weight: float = 0.5
-    #: 0..1: how much each explainer's map of a class is reduced where another class of the
-    #: image is stronger (:func:`compete`); 0 keeps every map as it is
-    class_competition: float = 0.7
-    #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
-    confidence_agreement: float = 2 / 3
-    #: refinement of the final masks with the fused map and the image (``refine.py``):
-    #: "none", "crf" (needs pydensecrf) or "pamr" (torch)
-    refine: str = "none"
-    #: beta of refine.py: how much the segmenter's mask (vs the fused map) counts in the evidence
-    refine_mask_weight: float = 0.5
-    #: alpha in [0, 1]: every map is multiplied by ``(1 - alpha) + alpha * O`` with ``O`` the
-    #: class-agnostic objectness of each pixel (``objectness.py``); 0 = no objectness cue
-    objectness: float = 0.0
-    #: t in [0, 1): when > 0, the label map is drawn from objectness instead of the masks' union:
-    #: a pixel whose objectness reaches t goes to the class with the most probability-weighted
-    #: fused evidence there, every other pixel is background (the saliency + CAM pseudo-label of
-    #: weakly supervised segmentation); each class's mask is its share of that map
-    objectness_labels: float = 0.0
-
-    def __post_init__(self) -> None:
-        # a comma-separated string is accepted for convenience ("gradcam,eigencam")
-        if isinstance(self.explainers, str):
-            names = tuple(n.strip() for n in self.explainers.split(",") if n.strip())
-            object.__setattr__(self, "explainers", names)
-        if isinstance(self.scales, (int, float)):
-            object.__setattr__(self, "scales", (float(self.scales),))
-        if not self.scales or min(self.scales) <= 0:
-            raise ConfigError(f"scales must be positive numbers, got {self.scales!r}")
-        if self.explain_size is not None:
-            try:
-                check_input_size(self.explain_size, "explain_size")
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-        if not 0 <= self.objectness_labels < 1:
-            raise ConfigError(f"objectness_labels must be in [0, 1), got {self.objectness_labels}")
-        for name in ("mask_weight", "class_competition", "refine_mask_weight", "objectness"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        check_method(self.refine)
-        if int(self.max_side) < MIN_SIDE:
-            raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class EWC:
     """Explain with Confidence over a classifier and a segmenter.
@@ -308,7 +219,7 @@ class EWC:
                 with self._stage("objectness"):
                     objectness = [self.objectness_of(w) for w in work]
         with self._stage("prepare"):
-            states = self._map(self._prepare, images, work, outs, objectness)
+            states = self._map(partial(prepare, cfg), images, work, outs, objectness)
         deadline.check("scoring")
         with self._stage("segmenter_set"):
             self.segmenter.set_images(list(work))
@@ -325,12 +236,12 @@ class EWC:
                 s.segs, s.kept = sg, (kp if cfg.keep_explainer_masks else None)
         deadline.check("explainer masks")
         with self._stage("fuse"):
-            self._map(self._fuse, states)
+            self._map(partial(fuse_maps, cfg), states)
         with self._stage("segment_fused"):
             finals = self.segmenter.segment_images([s.final_prompts for s in states])
         deadline.check("final masks")
         with self._stage("merge"):
-            return self._map(self._finish, states, finals)
+            return self._map(partial(finish, cfg, self.clf.class_names), states, finals)
 
     def _map(self, fn, *args) -> list:
         """``[fn(*a) for a in zip(*args)]``, images on a thread pool: the per-image steps are
@@ -349,120 +260,6 @@ class EWC:
 
             self.objectness = load_objectness(None, str(self.clf.device))
         return self.objectness(work)
-
-    def _prepare(self, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
-                 objectness: np.ndarray | None = None) -> _Work:
-        """Class competition, objectness, per-explainer scores and each explainer's own prompts."""
-        cfg = self.config
-        K, C = out.maps.shape[:2]
-        maps = out.maps
-        if cfg.class_competition > 0 and C > 1:  # every explainer's maps, so singles compare fairly
-            maps = np.stack([compete(m, out.scores, cfg.class_competition) for m in maps])
-        if cfg.objectness > 0 and objectness is not None:
-            maps = gate(maps, objectness, cfg.objectness)
-        st = _Work(image=image, work=work, out=out, maps=maps, objectness=objectness,
-                   conc=[concentration(maps[:, c]) for c in range(C)],
-                   agree=[agreement(maps[:, c]) for c in range(C)])
-        need_masks = (cfg.use_quality and K > 1) or cfg.mask_weight > 0
-        if need_masks or cfg.keep_explainer_masks:
-            st.per_exp = [make_prompt(maps[k, c], cfg.prompts) for c in range(C) for k in range(K)]
-        return st
-
-    def _fuse(self, st: _Work) -> None:
-        """Explainer weights from the scores (and their masks' quality), fused maps, final prompts."""
-        cfg = self.config
-        maps, segs = st.maps, st.segs
-        K, C = maps.shape[:2]
-        if segs is not None and cfg.use_quality and K > 1:
-            st.quality = np.array([
-                mask_consistency(maps[k, c], segs[c * K + k].mask)
-                * (segs[c * K + k].quality if cfg.score.segmenter_score else 1.0)
-                for c in range(C) for k in range(K)
-            ]).reshape(C, K)
-        fused = []
-        for c in range(C):
-            s, w = combine(st.conc[c], st.agree[c], None if st.quality is None else st.quality[c], cfg.score)
-            evidence = maps[:, c]
-            if cfg.mask_weight > 0:
-                masks = np.stack([segs[c * K + k].mask for k in range(K)]).astype(np.float32)
-                evidence = (1 - cfg.mask_weight) * evidence + cfg.mask_weight * masks
-            fused.append(fuse(evidence, w))
-            st.weights.append(w)
-        st.fused = np.stack(fused) if C else np.zeros((0, *st.work.shape[:2]), np.float32)
-        st.final_prompts = [make_prompt(f, cfg.prompts) for f in st.fused]
-
-    def _finish(self, st: _Work, final: list[Segmentation]) -> ImageResult:
-        """Confidence per class, masks at full size, and the merged label map."""
-        cfg = self.config
-        out, maps, fused, quality = st.out, st.maps, st.fused, st.quality
-        final = refine_segmentations(st.work, fused, final, out.scores, cfg.refine,
-                                     cfg.refine_mask_weight)
-        K, C = maps.shape[:2]
-        H, W = st.image.shape[:2]
-        agree_cls = [pairwise_agreement(maps[:, c]) for c in range(C)]
-        results = []
-        for c in range(C):
-            seg = final[c]
-            mask_w = seg.mask
-            q = seg.quality
-            mass, conf = class_confidence(agree_cls[c], q, fused[c], mask_w, cfg.confidence_agreement)
-            scores = {
-                out.names[k]: {
-                    "concentration": float(st.conc[c][k]),
-                    "agreement": float(st.agree[c][k]),
-                    "quality": float(quality[c][k]) if quality is not None else float("nan"),
-                    "weight": float(st.weights[c][k]),
-                }
-                for k in range(K)
-            }
-            results.append(ClassResult(
-                class_index=out.classes[c], class_name=self.clf.class_names[out.classes[c]],
-                probability=float(out.scores[c]),
-                mask=_resize_mask(mask_w, H, W),
-                instances=[(_resize_mask(m, H, W), qq) for m, qq in zip(seg.masks, seg.qualities)],
-                quality=q, mass_inside=mass, confidence=conf, scores=scores,
-                empty=not seg.masks,
-                explainer_masks={out.names[k]: st.kept[c * K + k].mask for k in range(K)}
-                if st.kept is not None else None,
-            ))
-        if cfg.objectness_labels > 0 and st.objectness is not None and C:
-            label_map = salient_labels(fused, st.objectness, cfg.objectness_labels, (H, W), out.scores)
-            small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
-            obj = st.objectness if st.objectness.shape == small.shape else \
-                cv2.resize(st.objectness, fused.shape[:0:-1], interpolation=cv2.INTER_LINEAR)
-            for j, r in enumerate(results):
-                r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, r.quality)
-                # the confidence judges the mask that is written: the fused mass inside it, and
-                # how surely it is an object (mean objectness) in place of the segmenter's quality
-                m = small == j + 1
-                q = float(obj[m].mean()) if m.any() else 0.0
-                r.mass_inside, r.confidence = class_confidence(agree_cls[j], q, fused[j], m, cfg.confidence_agreement)
-        else:
-            label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
-        agreement_img = float(np.mean(agree_cls)) if C else 0.0
-        confidence = min((r.confidence for r in results), default=0.0)
-        return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence,
-                           objectness=st.objectness)
-
-
-@dataclass
-class _Work:
-    """One image on its way through :meth:`EWC.segment_batch` (between the segmenter rounds)."""
-
-    image: np.ndarray
-    work: np.ndarray
-    out: ExplainOutput
-    maps: np.ndarray
-    conc: list
-    agree: list
-    objectness: np.ndarray | None = None
-    per_exp: list[Prompt] = field(default_factory=list)
-    segs: list[Segmentation] | None = None
-    kept: list[Segmentation] | None = None
-    quality: np.ndarray | None = None
-    weights: list = field(default_factory=list)
-    fused: np.ndarray | None = None
-    final_prompts: list[Prompt] = field(default_factory=list)
 
 
 __all__ = ["EWC", "EWCConfig", "ImageResult", "ClassResult", "DEFAULT_EXPLAINERS", "merge", "Prompt"]

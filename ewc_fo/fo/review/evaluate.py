@@ -19,9 +19,20 @@ from dataclasses import asdict, dataclass, field
 
 import fiftyone as fo
 import numpy as np
-from PIL import Image
 
 from ewc_fo import metrics
+from ewc_fo.fo.review.eval_masks import (
+    apply_lut,
+    class_mapping,
+    is_segmentation,
+    nan_to_none,
+    none_to_nan,
+    num,
+    pct,
+    read_mask,
+    recall_key,
+    resize_nearest,
+)
 from ewc_fo.fo.review.eval_run import SampleConfusion, check_run, record_run
 from ewc_fo.fo.runs.claims import schema_lock
 from ewc_fo.runtime.errors import ConfigError
@@ -54,11 +65,11 @@ class EvaluationReport:
 
     def to_dict(self) -> dict:
         """JSON/BSON-safe dict (NaN becomes None, so the App can serialise it)."""
-        return _nan_to_none(asdict(self))
+        return nan_to_none(asdict(self))
 
     @classmethod
     def from_dict(cls, d: Mapping) -> EvaluationReport:
-        d = _none_to_nan(dict(d))
+        d = none_to_nan(dict(d))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def to_markdown(self) -> str:
@@ -67,18 +78,18 @@ class EvaluationReport:
             "",
             "| metric | value |",
             "|---|---|",
-            f"| mIoU (%) | {_pct(self.miou)} |",
-            f"| pixel accuracy (%) | {_pct(self.pixel_accuracy)} |",
-            f"| mean per-sample IoU (%) | {_pct(self.mean_sample_iou)} |",
+            f"| mIoU (%) | {pct(self.miou)} |",
+            f"| pixel accuracy (%) | {pct(self.pixel_accuracy)} |",
+            f"| mean per-sample IoU (%) | {pct(self.mean_sample_iou)} |",
             f"| samples evaluated | {self.n_samples} |",
         ]
         for why, n in sorted(self.n_skipped.items()):
             if n:
                 lines.append(f"| skipped ({why.replace('_', ' ')}) | {n} |")
         lines += ["", "| class | IoU (%) |", "|---|---|"]
-        lines += [f"| {name} | {_pct(v)} |" for name, v in self.per_class_iou.items()]
+        lines += [f"| {name} | {pct(v)} |" for name, v in self.per_class_iou.items()]
         if self.confidence:
-            rk = _recall_key(self.review_fraction)
+            rk = recall_key(self.review_fraction)
             lines += [
                 "",
                 f"Confidence vs per-sample IoU (bad = IoU < {self.iou_threshold:g}):",
@@ -88,8 +99,8 @@ class EvaluationReport:
             ]
             for name, s in self.confidence.items():
                 lines.append(
-                    f"| {name} | {int(s.get('n', 0))} | {_num(s.get('spearman'))} | "
-                    f"{_num(s.get('auroc'))} | {_pct(s.get(rk))} |"
+                    f"| {name} | {int(s.get('n', 0))} | {num(s.get('spearman'))} | "
+                    f"{num(s.get('auroc'))} | {pct(s.get(rk))} |"
                 )
         if self.warnings:
             lines += ["", "Warnings:", ""] + [f"- {w}" for w in self.warnings]
@@ -133,7 +144,7 @@ def evaluate(
     for f in (pred_field, gt_field):
         if f not in schema:
             raise ConfigError(f"field {f!r} not found on dataset {dataset.name!r}")
-        if not _is_segmentation(schema[f]):
+        if not is_segmentation(schema[f]):
             raise ConfigError(f"field {f!r} is not a fo.Segmentation field")
     prefix = pred_field[: -len("_mask")] if pred_field.endswith("_mask") and len(pred_field) > 5 else pred_field
     iou_field = f"{prefix}_iou" if sample_iou_field is None else (sample_iou_field or None)
@@ -154,7 +165,7 @@ def evaluate(
         check_run(view, eval_key, pred_field, gt_field)
 
     warn: list[str] = []
-    class_names, lut, named = _class_mapping(dataset, pred_field, gt_field, num_classes, names, ignore_index, warn)
+    class_names, lut, named = class_mapping(dataset, pred_field, gt_field, num_classes, names, ignore_index, warn)
     c = len(class_names)
     cm = metrics.ConfusionMatrix(c, ignore_index)
     per_sample = SampleConfusion(class_names)
@@ -182,8 +193,8 @@ def evaluate(
             skipped["missing_pred"] += 1
             continue
         try:
-            gt = _read_mask(gt_label)
-            pred = _read_mask(pred_label)
+            gt = read_mask(gt_label)
+            pred = read_mask(pred_label)
         except (OSError, ValueError) as e:
             skipped["unreadable"] += 1
             if skipped["unreadable"] <= 3:
@@ -196,9 +207,9 @@ def evaluate(
             skipped["shape_mismatch"] += 1
             continue
         if pred.shape != gt.shape:
-            pred = _resize_nearest(pred, gt.shape)
+            pred = resize_nearest(pred, gt.shape)
             n_resized += 1
-        pred = _apply_lut(pred, lut, c)
+        pred = apply_lut(pred, lut, c)
         try:
             one = metrics.ConfusionMatrix(c, ignore_index).update(pred, gt)
         except ValueError as e:
@@ -237,7 +248,7 @@ def evaluate(
             "n": int(np.isfinite(x).sum()),
             "spearman": metrics.spearman(x, iou_arr),
             "auroc": metrics.auroc_bad(x, iou_arr, iou_threshold),
-            _recall_key(review_fraction): metrics.recall_at_fraction(x, iou_arr, review_fraction, iou_threshold),
+            recall_key(review_fraction): metrics.recall_at_fraction(x, iou_arr, review_fraction, iou_threshold),
         }
 
     per_class = cm.per_class_dict(class_names)
@@ -295,131 +306,3 @@ def _check_eval_key(dataset: fo.Dataset, key: str, inputs: set, schema) -> None:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _is_segmentation(f) -> bool:
-    return isinstance(f, fo.EmbeddedDocumentField) and issubclass(f.document_type, fo.Segmentation)
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", str(name)).strip().lower()
-
-
-def _int_targets(targets: Mapping | None, field_name: str) -> dict[int, str] | None:
-    if not targets:
-        return None
-    out = {}
-    for k, v in targets.items():
-        try:
-            out[int(k)] = str(v)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"mask targets of {field_name!r} use RGB keys ({k!r}); only integer label maps are supported"
-            ) from None
-    return out
-
-
-def _class_mapping(dataset, pred_field, gt_field, num_classes, names, ignore_index, warn):
-    """Return (class names by gt id, lookup table pred id -> gt id, whether classes are named)."""
-    gt_t = _int_targets(dataset.mask_targets.get(gt_field), gt_field) or _int_targets(
-        dataset.default_mask_targets, "default"
-    )
-    pred_t = _int_targets(dataset.mask_targets.get(pred_field), pred_field)
-    if names is not None:
-        gt_t = dict(names) if isinstance(names, Mapping) else dict(enumerate(names))
-        gt_t = {int(k): str(v) for k, v in gt_t.items()}
-    if gt_t is None and pred_t is not None:
-        gt_t = dict(pred_t)  # no GT targets: assume the same ids
-    if gt_t is not None and ignore_index is not None:
-        gt_t.pop(int(ignore_index), None)  # "void"/"ignore" is not a class
-    if num_classes is None:
-        if gt_t:
-            num_classes = max(gt_t) + 1
-        else:  # nothing named: every id below ignore_index may occur; absent ones are NaN
-            num_classes = int(ignore_index) if ignore_index is not None and 0 < ignore_index <= 256 else 256
-    named = bool(gt_t)
-    gt_t = gt_t or {}
-    class_names = [gt_t.get(i, "background" if i == 0 else str(i)) for i in range(num_classes)]
-
-    lut = np.arange(max(256, num_classes), dtype=np.int64)  # identity by default
-    if pred_t is not None:
-        by_name = {}
-        for i, n in enumerate(class_names):
-            by_name.setdefault(n, i)
-            by_name.setdefault(_norm(n), i)
-        lut[:] = num_classes  # ids the prediction did not name count as wrong
-        lut[0] = 0
-        unmatched = []
-        for pid, pname in pred_t.items():
-            if pid < 0 or pid >= lut.size:
-                continue
-            gid = by_name.get(pname, by_name.get(_norm(pname)))
-            if gid is None and pid == 0:
-                gid = 0
-            if gid is None:
-                unmatched.append(pname)
-                gid = num_classes
-            lut[pid] = gid
-        if unmatched:
-            warn.append(f"predicted classes not in the ground truth (counted as wrong): {sorted(unmatched)}")
-    return class_names, lut, named
-
-
-def _apply_lut(pred: np.ndarray, lut: np.ndarray, num_classes: int) -> np.ndarray:
-    p = pred.astype(np.int64, copy=False)
-    inside = (p >= 0) & (p < lut.size)
-    return np.where(inside, lut[np.clip(p, 0, lut.size - 1)], num_classes)
-
-
-def _read_mask(label: fo.Segmentation) -> np.ndarray | None:
-    """The label map of a Segmentation, from ``mask`` or ``mask_path`` (palette PNGs give indices)."""
-    if label.mask is not None:
-        m = np.asarray(label.mask)
-    elif label.mask_path:
-        with Image.open(label.mask_path) as im:
-            m = np.asarray(im)  # mode "P" (VOC) yields palette indices, as wanted
-    else:
-        return None
-    if m.ndim == 3:
-        if m.shape[2] >= 3 and not (np.array_equal(m[..., 0], m[..., 1]) and np.array_equal(m[..., 0], m[..., 2])):
-            raise ValueError("RGB mask; only integer label maps are supported")
-        m = m[..., 0]
-    return m
-
-
-def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    h, w = shape
-    rows = np.minimum(((np.arange(h) + 0.5) * a.shape[0] / h).astype(np.int64), a.shape[0] - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * a.shape[1] / w).astype(np.int64), a.shape[1] - 1)
-    return a[rows[:, None], cols[None, :]]
-
-
-def _recall_key(fraction: float) -> str:
-    return f"recall_at_{round(fraction * 100)}"
-
-
-def _pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
-def _num(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
-
-def _nan_to_none(x):
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_nan_to_none(v) for v in x]
-    return x
-
-
-def _none_to_nan(d: dict) -> dict:
-    for k in ("miou", "pixel_accuracy", "mean_sample_iou"):
-        if d.get(k) is None:
-            d[k] = math.nan
-    d["per_class_iou"] = {k: math.nan if v is None else v for k, v in (d.get("per_class_iou") or {}).items()}
-    d["confidence"] = {
-        f: {k: math.nan if v is None else v for k, v in s.items()} for f, s in (d.get("confidence") or {}).items()
-    }
-    return d
