@@ -82,9 +82,11 @@ def build_config(args):
     """The CLI's `ewc-fo label` options, plus the benchmark's own (scales, flip, score weights)."""
     from dataclasses import replace
 
-    from ewc_fo.commands.label import build_config as label_config
+    from ewc_fo.engine.config import OPTIONS, config_from_options
 
-    cfg = replace(label_config(args), keep_explainer_masks=True)
+    explainers = args.explainers.split(",") if args.explainers else None
+    opts = {**{k: getattr(args, k, None) for k in OPTIONS}, "explainers": explainers}
+    cfg = replace(config_from_options(**opts), keep_explainer_masks=True)
     if args.scales or args.flip:
         scales = tuple(float(x) for x in args.scales.split(",")) if args.scales else cfg.scales
         cfg = replace(cfg, scales=scales, flip=args.flip)

@@ -135,24 +135,14 @@ def check_args(args) -> None:
 
 
 def build_config(args):
-    from dataclasses import replace
+    """The method's settings from the flags (checked by the CLI's own rules first, for its messages)."""
+    from ewc_fo.engine.config import OPTIONS, config_from_options
 
-    from ewc_fo.engine.pipeline import EWCConfig
-
-    cfg = EWCConfig()
-    if args.explainers:
-        cfg = replace(cfg, explainers=chk.check_explainers(args.explainers))
-    if args.explain_size is not None:
-        cfg = replace(cfg, explain_size=args.explain_size)
-    prompts = chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
-    if prompts is not None:
-        cfg = replace(cfg, prompts=prompts)
-    if args.temperature is not None:
-        cfg = replace(cfg, score=replace(cfg.score, temperature=args.temperature))
-    for name in ("mask_weight", "class_competition", "refine", "objectness", "objectness_labels"):
-        if getattr(args, name, None) is not None:
-            cfg = replace(cfg, **{name: getattr(args, name)})
-    return cfg
+    chk.check_explainers(args.explainers)
+    chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
+    opts = {k: getattr(args, k, None) for k in OPTIONS}
+    opts["explainers"] = chk.check_explainers(args.explainers)
+    return config_from_options(**opts)
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ewc_fo.engine.prompts import PromptConfig
 from ewc_fo.engine.refine import check_method
@@ -84,3 +84,26 @@ class EWCConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: the settings a run can take by name: the CLI's ``label`` flags, the plugin's form, the benchmarks
+OPTIONS = ("explainers", "explain_size", "fg_threshold", "bg_threshold", "box_threshold", "temperature",
+           "mask_weight", "class_competition", "refine", "objectness", "objectness_labels")
+
+
+def config_from_options(base: EWCConfig | None = None, **options) -> EWCConfig:
+    """An :class:`EWCConfig` from named options (``None`` = keep the default), checked as
+    the dataclasses check them: one place turns flags and form values into the method's settings."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    cfg = base or EWCConfig()
+    prompts = {k: given.pop(k) for k in ("fg_threshold", "bg_threshold", "box_threshold") if k in given}
+    if prompts:
+        cfg = replace(cfg, prompts=replace(cfg.prompts, **prompts))
+    if "temperature" in given:
+        cfg = replace(cfg, score=replace(cfg.score, temperature=given.pop("temperature")))
+    if "explainers" in given:
+        given["explainers"] = tuple(given["explainers"])
+    return replace(cfg, **given)
