@@ -42,7 +42,7 @@ RUN = textwrap.dedent("""
     import os, sys, time
     import fiftyone as fo
     import ewc_fo
-    from ewc_fo.models.classifier import load_classifier
+    from ewc_fo.models.registry import load_classifier
     from ewc_fo.runtime.errors import EWCError
     from ewc_fo.engine.pipeline import EWCConfig
     from ewc_fo.segmenters import create_segmenter

@@ -12,7 +12,7 @@ from ewc_fo.cli import main
 from ewc_fo.fo.fit import fit, read_labels
 from ewc_fo.models.registry import load_classifier
 from ewc_fo.runtime.errors import ConfigError
-from tests.engine.test_fitting import make_shapes
+from tests.models.test_fitting import make_shapes
 
 SMALL = {"fit_size": 64, "flip": False, "epochs": 50}
 
