@@ -108,6 +108,27 @@ def _color_scheme(dataset: fo.Dataset, value_paths: list[str]) -> fo.ColorScheme
     return scheme
 
 
+def run_class_colors(dataset: fo.Dataset, prefix: str = "ewc") -> dict[str, str]:
+    """Class name -> the colour run ``prefix``'s classes have in the dataset's colour scheme
+    (``P_mask``'s ``maskTargetsColors``, else any other field's): what every picture and panel
+    draws, so a class looks the same in the App, the review panel and the PNGs."""
+    scheme = dataset.app_config.color_scheme
+    fields = [dict(f) for f in ((scheme.fields if scheme else None) or [])]
+    targets = _mask_targets(dataset)
+    mine = targets.get(f"{prefix}_mask", {})
+    known: dict[str, str] = {}
+    for m in _entry([*fields], f"{prefix}_mask").get("maskTargetsColors") or []:
+        if m.get("intTarget") in mine and m.get("color"):
+            known[mine[m["intTarget"]]] = m["color"]
+    for n, c in _existing_colors(fields, targets).items():
+        known.setdefault(n, c)
+    return class_colors(sorted(set(mine.values())), known)
+
+
+def hex_rgb(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[k:k + 2], 16) for k in (1, 3, 5))
+
+
 def configure_app(dataset: fo.Dataset, prefix: str, label_field: str, run_fields: list[str]) -> None:
     """Add the run ``prefix`` to ``dataset.app_config`` (active fields, colours, a sidebar group).
 
@@ -161,7 +182,7 @@ def configure_app(dataset: fo.Dataset, prefix: str, label_field: str, run_fields
         existing.paths = list(existing.paths) + [p for p in paths if p not in existing.paths]
     cfg.sidebar_groups = groups
 
-    cfg.color_scheme = _color_scheme(dataset, [p for p in (label_field, inst) if p in schema])
+    cfg.color_scheme = _color_scheme(dataset, [p for p in (label_field, inst, f"{prefix}_classes") if p in schema])
     dataset.save()
 
 
