@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     # version"), which reads as a failure; `ewc-fo doctor` checks the version once instead
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     try:
+        if isinstance(getattr(args, "dataset", None), str) and args.command != "create":
+            from ewc_fo.commands._lookup import early_check
+
+            field = getattr(args, "label_field", None)
+            early_check(args.dataset, field if isinstance(field, str) else None)  # before FiftyOne loads
         return int(args.func(args) or 0)
     except EWCError as e:
         print(f"ewc-fo {args.command}: error: {e}", file=sys.stderr)
