@@ -83,11 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     # version"), which reads as a failure; `ewc-fo doctor` checks the version once instead
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     try:
-        if isinstance(getattr(args, "dataset", None), str) and args.command != "create":
-            from ewc_fo.commands._lookup import early_check
+        from ewc_fo.commands import _lookup
 
-            field = getattr(args, "label_field", None)
-            early_check(args.dataset, field if isinstance(field, str) else None)  # before FiftyOne loads
+        field = getattr(args, "label_field", None)  # load_view checks it with the dataset, before FiftyOne loads
+        _lookup.REQUESTED_FIELD = field if isinstance(field, str) else None
         return int(args.func(args) or 0)
     except EWCError as e:
         print(f"ewc-fo {args.command}: error: {e}", file=sys.stderr)

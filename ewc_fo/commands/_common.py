@@ -25,6 +25,9 @@ def required_group(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 def load_view(name: str, view: str | None = None):
     """Return the dataset (or its saved view) with a clear error if either is missing."""
+    from ewc_fo.commands._lookup import early_check
+
+    early_check(name)  # a typo answered from one query, before FiftyOne loads
     import fiftyone as fo
 
     from ewc_fo.fo.database import fail_fast

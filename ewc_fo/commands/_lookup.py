@@ -19,6 +19,8 @@ from ewc_fo.runtime.errors import ConfigError
 LABEL_TYPES = ("fiftyone.core.labels.Classification", "fiftyone.core.labels.Classifications")
 #: fields an ewc-fo run writes that hold fo.Classifications (not image-level labels of the user's)
 RUN_SUFFIXES = ("_classes",)
+#: the command's --label-field (set by the CLI), checked with the dataset by :func:`early_check`
+REQUESTED_FIELD: str | None = None
 
 
 def database_uri() -> str | None:
@@ -54,8 +56,9 @@ def label_field_choices(fields: dict[str, str | None]) -> list[str]:
 
 
 def early_check(dataset: str, label_field: str | None = None, timeout_s: float = 2.0) -> None:
-    """Raise ConfigError for a dataset or label field that is not there; otherwise return
-    (also when the database cannot be asked quickly)."""
+    """Raise ConfigError for a dataset or label field (default: the command's --label-field)
+    that is not there; otherwise return (also when the database cannot be asked quickly)."""
+    label_field = label_field or REQUESTED_FIELD
     uri = database_uri()
     if not uri:
         return
@@ -81,5 +84,5 @@ def early_check(dataset: str, label_field: str | None = None, timeout_s: float =
     choices = label_field_choices(fields)
     if label_field not in fields:
         hint = did_you_mean(label_field, choices)
-        raise ConfigError(f"no field {label_field!r} on dataset {dataset!r}{hint} (fields with image-level "
+        raise ConfigError(f"no field {label_field!r} on this dataset ({dataset!r}){hint} (fields with image-level "
                           f"labels: {', '.join(choices) or 'none; ewc-fo create makes one'})")

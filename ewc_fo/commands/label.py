@@ -150,7 +150,7 @@ def run(args) -> int:
     check_args(args)  # no FiftyOne, no torch yet
     view = load_view(args.dataset, args.view)
     if not args.classifier:  # the dataset's own fitted classifier, else ImageNet's: say which
-        from ewc_fo.fo.fit import default_classifier
+        from ewc_fo.fo.fitted import default_classifier
 
         args.classifier, line = default_classifier(view._dataset)
         print(line)

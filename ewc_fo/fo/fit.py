@@ -11,6 +11,7 @@ import os
 
 import fiftyone as fo
 
+from ewc_fo.fo.fitted import INFO_KEY, default_classifier, fitted_classifier, record_fitted  # noqa: F401
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.models.fitting import DEFAULT_BACKBONE, fit_classifier
 from ewc_fo.runtime.errors import ConfigError
@@ -72,37 +73,3 @@ def fit(
         save_checkpoint(clf, out)
         record_fitted(samples._dataset, out, label_field)
     return clf
-
-
-#: key in ``dataset.info`` of the last checkpoint ``fit`` wrote for the dataset
-INFO_KEY = "ewc_fo_classifier"
-
-
-def record_fitted(dataset: fo.Dataset, path: str | os.PathLike, label_field: str) -> None:
-    """Remember the checkpoint just written, so ``label`` and the compute form default to it."""
-    from datetime import datetime, timezone
-
-    dataset.reload()
-    dataset.info = {**(dataset.info or {}), INFO_KEY: {
-        "path": os.path.abspath(os.fspath(path)), "label_field": label_field,
-        "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
-    dataset.save()
-
-
-def fitted_classifier(dataset: fo.Dataset) -> dict | None:
-    """The dataset's most recent fitted classifier (``path``, ``label_field``, ``fitted_at``),
-    None when none was fitted or its file is gone."""
-    rec = (dataset.info or {}).get(INFO_KEY)
-    if isinstance(rec, dict) and rec.get("path") and os.path.isfile(rec["path"]):
-        return rec
-    return None
-
-
-def default_classifier(dataset: fo.Dataset) -> tuple[str, str]:
-    """The classifier to use when none is given, and a line saying which and why."""
-    rec = fitted_classifier(dataset)
-    if rec:
-        return rec["path"], (f"classifier: {rec['path']} (fitted on this dataset's {rec['label_field']!r} "
-                             f"at {rec['fitted_at']}; --classifier to use another)")
-    return "efficientnet_lite0", ("classifier: efficientnet_lite0 (ImageNet; no classifier fitted on this "
-                                  "dataset yet: `ewc-fo fit`)")

@@ -62,7 +62,7 @@ def classifier_input(ctx, inputs) -> None:
     """The classifier, defaulting to the dataset's most recent fitted one (the form says which);
     a checkpoint path that does not exist or a name nobody knows is flagged as it is typed."""
     from ewc_fo.commands._checks import classifier_classes
-    from ewc_fo.fo.fit import default_classifier
+    from ewc_fo.fo.fitted import default_classifier
     from ewc_fo.runtime.errors import EWCError
 
     default, line = default_classifier(ctx.dataset)
@@ -77,7 +77,7 @@ def classifier_input(ctx, inputs) -> None:
 
 
 def _default_classifier(ctx) -> str:
-    from ewc_fo.fo.fit import default_classifier
+    from ewc_fo.fo.fitted import default_classifier
 
     return default_classifier(ctx.dataset)[0]
 

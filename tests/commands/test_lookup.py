@@ -25,13 +25,13 @@ def ds():
 
 @pytest.fixture
 def no_fiftyone_path(monkeypatch):
-    """Fail if a command gets as far as loading the dataset through FiftyOne."""
+    """Fail if a command gets as far as asking FiftyOne for the dataset (tests/commands/
+    test_checks.py shows, in a fresh process, that FiftyOne is not even imported)."""
     def boom(*a, **k):
         raise AssertionError("reached FiftyOne's dataset loading")
 
-    monkeypatch.setattr(common, "load_view", boom)
-    for mod in ("label", "summary", "fit"):
-        monkeypatch.setattr(f"ewc_fo.commands.{mod}.load_view", boom)
+    monkeypatch.setattr(fo, "dataset_exists", boom)
+    monkeypatch.setattr(fo, "load_dataset", boom)
 
 
 def test_dataset_typo_answered_early_with_did_you_mean(ds, no_fiftyone_path, capsys):
