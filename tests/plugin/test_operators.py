@@ -204,8 +204,12 @@ def test_compute_call_writes_fields_and_views(labeled):
 
 def test_errors_are_one_line(labeled):
     ds, _ = labeled
-    res = run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
-    assert res.error is None and "unknown classifier" in res.result["error"]
+    # a classifier nobody knows is now refused by the form itself (issue 22 item 5) ...
+    with pytest.raises(Exception, match="^Validation error. Path: classifier. Reason: unknown classifier"):
+        run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
+    # ... one that only fails as it loads still comes back as one line
+    res = run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="timm:no_such_arch", **FAST))
+    assert res.error is None and "cannot load timm model" in res.result["error"]
     assert "\n" not in res.result["error"] and "Traceback" not in res.result["error"]
     assert res.result["error_type"] == "ConfigError"
     notes = _requests(res, "notify")
@@ -218,8 +222,8 @@ def test_errors_are_one_line(labeled):
     assert set(invalid(form)) >= {"batch_size", "mask_weight", "explain_size"}
     assert invalid(form)["mask_weight"] == "a number is needed, got 'lots'"
     # from Python, the ewc-fo exception itself
-    with pytest.raises(ConfigError, match="unknown classifier"):
-        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", prefix="bad", classifier="no-such-model", **FAST)
+    with pytest.raises(ConfigError, match="cannot load timm model"):
+        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", prefix="bad", classifier="timm:no_such_arch", **FAST)
 
 
 def test_triage_views(labeled):
