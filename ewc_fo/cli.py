@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ewc_fo import __version__
@@ -78,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ewc_fo.runtime.errors import EWCError
 
+    # FiftyOne's database validation warns on every connection to MongoDB 6 ("oldest supported
+    # version"), which reads as a failure; `ewc-fo doctor` checks the version once instead
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     try:
+        from ewc_fo.commands import _lookup
+
+        field = getattr(args, "label_field", None)  # load_view checks it with the dataset, before FiftyOne loads
+        _lookup.REQUESTED_FIELD = field if isinstance(field, str) else None
         return int(args.func(args) or 0)
     except EWCError as e:
         print(f"ewc-fo {args.command}: error: {e}", file=sys.stderr)

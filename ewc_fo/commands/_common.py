@@ -25,14 +25,20 @@ def required_group(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 
 def load_view(name: str, view: str | None = None):
     """Return the dataset (or its saved view) with a clear error if either is missing."""
+    from ewc_fo.commands._lookup import early_check
+
+    early_check(name)  # a typo answered from one query, before FiftyOne loads
     import fiftyone as fo
 
     from ewc_fo.fo.database import fail_fast
 
     fail_fast()  # a stopped database: a one-line error in seconds, not a 30 s hang
     if not fo.dataset_exists(name):
-        have = ", ".join(fo.list_datasets()) or "none"
-        raise ConfigError(f"no FiftyOne dataset named {name!r} (datasets: {have})")
+        from ewc_fo.commands._lookup import did_you_mean
+
+        names = fo.list_datasets()
+        raise ConfigError(f"no FiftyOne dataset named {name!r}{did_you_mean(name, names)} "
+                          f"(datasets: {', '.join(names) or 'none'})")
     ds = fo.load_dataset(name)
     if view:
         if not ds.has_saved_view(view):
@@ -48,12 +54,15 @@ def check_label_field(view, field: str) -> str:
     the fields of the dataset that would do."""
     schema = view.get_field_schema()
     doc = {k: getattr(getattr(f, "document_type", None), "__name__", None) for k, f in schema.items()}
-    fits = [k for k, d in doc.items() if d in LABEL_TYPES]
+    from ewc_fo.commands._lookup import did_you_mean, run_output_fields
+
+    mine = run_output_fields(list(doc))  # P_classes is a run's output, not the user's labels
+    fits = [k for k, d in doc.items() if d in LABEL_TYPES and k not in mine]
     hint = f"fields that would do: {', '.join(fits)}" if fits else \
         "this dataset has no such field (ewc-fo create makes one)"
     if field not in schema:
-        raise ConfigError(f"no field {field!r} on this dataset; --label-field needs an fo.Classification "
-                          f"or fo.Classifications field; {hint}")
+        raise ConfigError(f"no field {field!r} on this dataset{did_you_mean(field, fits)}; --label-field needs an "
+                          f"fo.Classification or fo.Classifications field; {hint}")
     if doc[field] not in LABEL_TYPES:
         got = doc[field] or type(schema[field]).__name__
         raise ConfigError(f"field {field!r} holds {got}; --label-field needs fo.Classification "

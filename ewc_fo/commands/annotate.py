@@ -5,7 +5,7 @@ from __future__ import annotations
 from ewc_fo.commands import _checks as chk
 from ewc_fo.commands._common import add_dataset_args, load_view, required_group
 
-SEND_ONLY = ("backend", "max_confidence", "no_rejected", "send_all", "project_name", "launch")
+SEND_ONLY = ("backend", "max_confidence", "no_rejected", "send_all", "include_accepted", "project_name", "launch")
 LOAD_ONLY = ("keep_tags", "cleanup")
 
 
@@ -32,7 +32,10 @@ def add_parser(sub) -> None:
                       help="also send samples whose <prefix>_confidence is below this")
     send.add_argument("--no-rejected", action="store_true", help="do not send samples tagged ewc:reject")
     send.add_argument("--all", action="store_true", dest="send_all",
-                      help="send every labeled sample of the dataset/view (no selection)")
+                      help="send every labeled sample of the dataset/view (accepted ones only with "
+                      "--include-accepted)")
+    send.add_argument("--include-accepted", action="store_true",
+                      help="also send masks a reviewer accepted (tagged ewc:reviewed); off by default")
     send.add_argument("--project-name", help="name of the project in the tool")
     send.add_argument("--launch", action="store_true", help="open the tool in a browser")
     load = p.add_argument_group("load")
@@ -57,15 +60,18 @@ def run(args) -> int:
     from ewc_fo.fo.review import annotate as ann
     view = load_view(args.dataset, args.view)
     if args.action == "send":
-        todo = view if args.send_all else ann.correction_candidates(
-            view, args.prefix, max_confidence=args.max_confidence, rejected=not args.no_rejected
-        )
+        if args.send_all:
+            todo = view if args.include_accepted else ann.without_accepted(view)
+        else:
+            todo = ann.correction_candidates(view, args.prefix, max_confidence=args.max_confidence,
+                                             rejected=not args.no_rejected, include_accepted=args.include_accepted)
+        counts = ann.selection_counts(todo)
         extra = {"project_name": args.project_name} if args.project_name else {}
         ann.send_for_correction(
             todo, args.anno_key, args.prefix, backend=args.backend or "labelstudio", url=args.url,
             api_key=args.api_key, launch_editor=args.launch, **extra,
         )
-        print(f"sent {len(todo)} sample(s) as annotation run {args.anno_key!r}; "
+        print(f"sent {len(todo)} sample(s) ({ann.describe_selection(counts)}) as annotation run {args.anno_key!r}; "
               f"when done: ewc-fo annotate load {args.dataset} --anno-key {args.anno_key}")
         return 0
     done = ann.load_corrections(

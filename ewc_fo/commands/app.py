@@ -71,8 +71,37 @@ def run(args) -> int:
     if register_plugins() is None:
         print("note: the ewc-fo plugin was not found next to this package; install it with "
               "`fiftyone plugins download <repo url>`", file=sys.stderr)
-    session = fo.launch_app(view, port=args.port, address=args.address, remote=args.remote, auto=False)
-    if not args.remote:
-        print(f"FiftyOne App at {session.url} (Ctrl+C to stop)")
-    session.wait(-1)
+    print(f"starting the App server on {args.address}:{args.port} ...", flush=True)
+    sys.stdout = _Quiet(sys.stdout)  # FiftyOne prints "Could not connect session" while its server starts
+    try:
+        session = fo.launch_app(view, port=args.port, address=args.address, remote=args.remote, auto=False)
+        if not args.remote:
+            print(f"FiftyOne App at {session.url} (Ctrl+C to stop)")
+        session.wait(-1)
+    finally:
+        sys.stdout = sys.stdout.stream if isinstance(sys.stdout, _Quiet) else sys.stdout
     return 0
+
+
+class _Quiet:
+    """stdout without FiftyOne's session-client retry notice (printed from its thread while the
+    App server is still starting; the session connects by itself a few seconds later)."""
+
+    DROP = ("Could not connect session",)
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._dropped = False
+
+    def write(self, text: str) -> int:
+        if any(d in text for d in self.DROP):
+            self._dropped = True
+            return len(text)
+        if self._dropped and text.strip() == "":  # print()'s line end after a dropped notice
+            self._dropped = False
+            return len(text)
+        self._dropped = False
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)

@@ -57,6 +57,8 @@ def collect(database: bool = True) -> list[Check]:
     out += [_segmenter(), _objectness(), _crf(), _ray()]
     if database:
         out.append(_database())
+        if out[-1].ok:
+            out.append(_database_version())
     return out
 
 
@@ -162,6 +164,32 @@ def _database() -> Check:
         first = (str(err).splitlines() or [""])[0][:160]
         return Check("FiftyOne database", False, f"not reachable ({type(err).__name__}: {first})",
                      "start MongoDB or set FIFTYONE_DATABASE_URI (README: Two commands)", required=True)
+
+
+def _database_version() -> Check:
+    """The MongoDB version checked here, once: the other commands run with FiftyOne's database
+    validation off (``FIFTYONE_DATABASE_VALIDATION=false``, set by the CLI unless you set it), so its
+    per-command "oldest supported version" warning does not read as a failure."""
+    import fiftyone.constants as foc
+    import fiftyone.core.odm.database as fodb
+    from packaging.version import Version
+
+    try:
+        client = fodb.get_db_conn().client
+        version = Version(client.server_info()["version"])
+        fcv = client.admin.command({"getParameter": 1, "featureCompatibilityVersion": 1})
+        fcv = (fcv.get("featureCompatibilityVersion") or {}).get("version", "?")
+    except Exception as e:  # noqa: BLE001 - any failure is this check's answer
+        return Check("MongoDB version", False, f"unknown ({type(e).__name__})")
+    least = foc.MONGODB_MIN_VERSION
+    detail = f"{version} (feature compatibility {fcv}); FiftyOne needs {least} or newer"
+    if version < least:
+        return Check("MongoDB version", False, detail, "upgrade MongoDB (docs.voxel51.com: configuring MongoDB)",
+                     required=True)
+    if version.major == least.major:
+        return Check("MongoDB version", True, detail + ": the oldest it supports, fine for now "
+                     "(https://deprecation.voxel51.com)")
+    return Check("MongoDB version", True, detail)
 
 
 def _redact(uri: str) -> str:

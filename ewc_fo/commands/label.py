@@ -41,8 +41,9 @@ def add_parser(sub) -> None:
                      help="fo.Classification or fo.Classifications field with the image-level labels")
     p.add_argument("--view", default=None, help="name of a saved view of the dataset to use instead")
     p.add_argument("--prefix", default="ewc", help="prefix of every field the run writes")
-    p.add_argument("--classifier", default="efficientnet_lite0",
-                   help="efficientnet_lite0/1/2, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit`")
+    p.add_argument("--classifier", default=None,
+                   help="efficientnet_lite0/1/2, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit` "
+                   "(default: the last classifier `ewc-fo fit` wrote for this dataset, else efficientnet_lite0)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a classifier checkpoint that needs unpickling (can run code: trusted files only)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"],
@@ -131,7 +132,7 @@ def check_args(args) -> None:
         from ewc_fo.runtime.errors import ConfigError
 
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
-    args.known_classes = chk.classifier_classes(args.classifier)
+    args.known_classes = chk.classifier_classes(args.classifier) if args.classifier else None
 
 
 def build_config(args):
@@ -148,6 +149,12 @@ def build_config(args):
 def run(args) -> int:
     check_args(args)  # no FiftyOne, no torch yet
     view = load_view(args.dataset, args.view)
+    if not args.classifier:  # the dataset's own fitted classifier, else ImageNet's: say which
+        from ewc_fo.fo.fitted import default_classifier
+
+        args.classifier, line = default_classifier(view._dataset)
+        print(line)
+        args.known_classes = chk.classifier_classes(args.classifier)
     kind = check_label_field(view, args.label_field)
     view = select_view(view, args, args.label_field)
     check_classes(view_classes(view, args.label_field, kind), args.known_classes, args.classifier)

@@ -27,10 +27,10 @@ def run(args) -> int:
         chk.check_prefix(args.prefix)
     if args.png:
         chk.check_file_target(args.png, "--png")
+    view = load_view(args.dataset, args.view)  # a typo is answered before FiftyOne loads
     from ewc_fo.fo.review.summary import list_ewc_runs, run_summary
     from ewc_fo.runtime.errors import ConfigError
 
-    view = load_view(args.dataset, args.view)
     print(run_summary(view, prefix=args.prefix, worst=args.worst))
     if args.png:
         ds = view._root_dataset if hasattr(view, "_root_dataset") else view

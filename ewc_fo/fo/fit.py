@@ -11,6 +11,7 @@ import os
 
 import fiftyone as fo
 
+from ewc_fo.fo.fitted import INFO_KEY, default_classifier, fitted_classifier, record_fitted  # noqa: F401
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.models.fitting import DEFAULT_BACKBONE, fit_classifier
 from ewc_fo.runtime.errors import ConfigError
@@ -70,4 +71,5 @@ def fit(
         from ewc_fo.models.checkpoint import save_checkpoint
 
         save_checkpoint(clf, out)
+        record_fitted(samples._dataset, out, label_field)
     return clf

@@ -99,8 +99,13 @@ def extract_features(
     if todo:  # channels-last convolutions are ~2x faster on CPU; restored below
         model.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        for s in tqdm(range(0, len(todo), batch_size), disable=not (verbose and todo), desc="features", unit="batch"):
-            idx = todo[s : s + batch_size]
+        # per image, with rate and ETA: a batch of 16 at fit size 448 is ~40 s on a 2-core CPU
+        bar = tqdm(total=len(todo), disable=not (verbose and todo), desc="features", unit="img",
+                   dynamic_ncols=True)
+        # on a CPU a pass of 4 images costs per image what one of 16 does, and the bar moves 4x as often
+        step = batch_size if clf.device.type != "cpu" else min(batch_size, 4)
+        for s in range(0, len(todo), step):
+            idx = todo[s : s + step]
             x = clf.preprocess([load_image(paths[i]) for i in idx], size)
             x = x.contiguous(memory_format=torch.channels_last)
             f = model.pooled(x)
@@ -112,6 +117,8 @@ def extract_features(
                     tmp = folder / f"{keys[i]}.{os.getpid()}.tmp.npy"
                     np.save(tmp, row)
                     os.replace(tmp, folder / f"{keys[i]}.npy")
+            bar.update(len(idx))
+        bar.close()
     model.to(memory_format=torch.contiguous_format)
     return np.stack(feats).astype(np.float32), len(todo)
 

@@ -68,6 +68,8 @@ class SendForCorrection(foo.Operator):
         if ctx.params.get("which", "candidates") == "candidates":
             inputs.float("max_confidence", default=0.3, label="Confidence below",
                          description="empty: rejected samples only")
+        inputs.bool("include_accepted", default=False, label="Also send accepted masks",
+                    description="masks a reviewer accepted (ewc:reviewed) stay out unless ticked")
         inputs.str("anno_key", required=True, default="ewc_fix", label="Annotation run key")
         inputs.str("url", label="Label Studio URL", description="empty: FIFTYONE_LABELSTUDIO_URL")
         return types.Property(inputs, view=types.View(label="EWC: send for correction"))
@@ -76,15 +78,24 @@ class SendForCorrection(foo.Operator):
         from ewc_fo.fo.review import annotate as ann
         prefix = ctx.params["prefix"]
         view = ctx.target_view()
+        accepted = bool(ctx.params.get("include_accepted"))
         if ctx.params.get("which", "candidates") == "candidates":
-            view = ann.correction_candidates(view, prefix, max_confidence=ctx.params.get("max_confidence"))
+            view = ann.correction_candidates(view, prefix, max_confidence=ctx.params.get("max_confidence"),
+                                             include_accepted=accepted)
+        elif not accepted:
+            view = ann.without_accepted(view)
+        counts = ann.selection_counts(view)
         n = len(view)
         ann.send_for_correction(view, ctx.params["anno_key"], prefix, **_server(ctx))
-        return {"sent": n, "anno_key": ctx.params["anno_key"]}
+        return {"sent": n, "rejected": counts["rejected"], "accepted": counts["accepted"],
+                "unreviewed": counts["other"], "anno_key": ctx.params["anno_key"]}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.int("sent", label="Samples sent")
+        outputs.int("rejected", label="of which rejected")
+        outputs.int("unreviewed", label="of which not reviewed yet")
+        outputs.int("accepted", label="of which accepted")
         outputs.str("anno_key", label="Annotation run (load it when the corrections are done)")
         return types.Property(outputs)
 

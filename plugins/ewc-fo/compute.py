@@ -39,8 +39,7 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
     inputs.view_target(ctx, action_description="Label")
     field = label_field_input(ctx, inputs)
     prefix = prefix_input(ctx, inputs)
-    inputs.str("classifier", default="efficientnet_lite0", label="Classifier",
-               description="efficientnet_lite0, torchvision:<name>, timm:<name> or a fitted checkpoint")
+    classifier_input(ctx, inputs)
     explainers_input(ctx, inputs)
     segmenter_input(ctx, inputs)
     size = inputs.int("explain_size", required=False, label="Explain size",
@@ -57,6 +56,30 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
                description="Where masks and maps are written (default: next to the dataset)")
     ray_inputs(ctx, inputs)
     return field, prefix
+
+
+def classifier_input(ctx, inputs) -> None:
+    """The classifier, defaulting to the dataset's most recent fitted one (the form says which);
+    a checkpoint path that does not exist or a name nobody knows is flagged as it is typed."""
+    from ewc_fo.commands._checks import classifier_classes
+    from ewc_fo.fo.fitted import default_classifier
+    from ewc_fo.runtime.errors import EWCError
+
+    default, line = default_classifier(ctx.dataset)
+    prop = inputs.str("classifier", default=default, label="Classifier",
+                      description=f"efficientnet_lite0, torchvision:<name>, timm:<name> or a fitted checkpoint. "
+                                  f"Default {line}")
+    value = ctx.params.get("classifier") or default
+    try:
+        classifier_classes(value)
+    except EWCError as e:
+        invalid(prop, str(e).replace("--classifier ", ""))
+
+
+def _default_classifier(ctx) -> str:
+    from ewc_fo.fo.fitted import default_classifier
+
+    return default_classifier(ctx.dataset)[0]
 
 
 def knob_check(ctx, prop, key: str) -> None:
@@ -155,7 +178,7 @@ class ComputeEWC(foo.Operator):
         view = ctx.target_view()
         kwargs = dict(
             prefix=p.get("prefix") or "ewc",
-            classifier=p.get("classifier") or "efficientnet_lite0",
+            classifier=p.get("classifier") or _default_classifier(ctx),
             segmenter=p.get("segmenter") or "auto",
             sam2_checkpoint=p.get("sam2_checkpoint") or None,
             batch_size=to_number(p.get("batch_size"), int, "batch_size", lo=1) or 4,

@@ -56,7 +56,7 @@ def overlay_png(dataset, info: dict, prefix: str, width: int = OVERLAY_WIDTH) ->
     import numpy as np
     from PIL import Image
 
-    from ewc_fo.fo.review.app_config import class_colors
+    from ewc_fo.fo.review.app_config import hex_rgb, run_class_colors
     from ewc_fo.runtime.images import load_image
 
     if not info.get("fused_path"):
@@ -75,18 +75,25 @@ def overlay_png(dataset, info: dict, prefix: str, width: int = OVERLAY_WIDTH) ->
     out = (image * (1 - alpha) + heat * alpha).astype(np.uint8)
     if mask is not None and mask.any():
         targets = dataset.mask_targets.get(f"{prefix}_mask", {})
-        colors = class_colors([targets.get(int(i), str(int(i))) for i in np.unique(mask) if i])
+        colors = run_class_colors(dataset, prefix)  # the App's colours for the run's classes
         thick = max(2, round(w / 160))
         for i in np.unique(mask):
             if not i:
                 continue
-            hexc = colors[targets.get(int(i), str(int(i)))]
-            rgb = tuple(int(hexc[k:k + 2], 16) for k in (1, 3, 5))
+            rgb = hex_rgb(colors.get(targets.get(int(i), str(int(i))), "#808080"))
             contours, _ = cv2.findContours((mask == i).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             out = np.ascontiguousarray(out)
             cv2.drawContours(out, contours, -1, rgb, thick)
     pic = Image.fromarray(out)
     pic.thumbnail((width, width))
+    if mask is not None and mask.any():  # the classes named in their colours, as in the grid
+        from PIL import ImageDraw, ImageFont
+
+        draw, font = ImageDraw.Draw(pic), ImageFont.load_default(size=14)
+        for row, i in enumerate(int(v) for v in np.unique(mask) if v):
+            name = targets.get(i, str(i))
+            draw.rectangle([4, 4 + 20 * row, 20, 20 + 20 * row], fill=hex_rgb(colors.get(name, "#808080")))
+            draw.text((25, 4 + 20 * row), name, fill="white", font=font, stroke_width=2, stroke_fill="black")
     buf = io.BytesIO()
     pic.save(buf, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

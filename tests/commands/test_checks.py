@@ -130,6 +130,11 @@ def test_dataset_mistakes_are_named_before_torch(saved, tmp_path):
     for (want, argv), res, line in zip(cases.items(), results, err):
         assert res == {"rc": 2, "torch": False, "fiftyone": True}, (argv, res, line)
         assert want in line, (want, line)
+    # typos in the dataset or field name: answered from one pymongo query, FiftyOne never imported
+    early = [["label", n, "--label-field", "lables"], ["summary", n + "x"]]
+    results, err = _cli_in_fresh_process(early)
+    assert [r["fiftyone"] for r in results] == [False, False] and [r["rc"] for r in results] == [2, 2], err
+    assert "did you mean 'labels'?" in err[0] and f"did you mean {n!r}?" in err[1], err
     assert saved.get_field_schema().keys() == {"id", "filepath", "tags", "metadata", "created_at",
                                                "last_modified_at", "labels", "boxes"}
 

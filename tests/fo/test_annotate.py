@@ -19,6 +19,7 @@ import fiftyone as fo
 import numpy as np
 import pytest
 import requests
+from fiftyone import ViewField as F
 from PIL import Image
 
 from ewc_fo.cli import main as cli
@@ -90,6 +91,37 @@ def test_candidates_rejected_or_low_confidence(run_ds):
         ann.correction_candidates(run_ds, rejected=False)
     with pytest.raises(ConfigError, match="prefix"):
         ann.correction_candidates(run_ds, "other")
+
+
+def test_accepted_masks_stay_out_unless_asked(run_ds):
+    """A reviewer's accept outweighs low confidence; a reject always goes (issue 22, item 1)."""
+    low = run_ds.match(F("ewc_confidence") == 0.2).first()
+    low.tags.append("ewc:reviewed")
+    low.save()
+    view = ann.correction_candidates(run_ds, max_confidence=0.6)
+    assert view.values("ewc_confidence") == [0.5, 0.9]  # the accepted 0.2 is out, the rejected 0.9 in
+    assert ann.selection_counts(view) == {"rejected": 1, "accepted": 0, "other": 1}
+    both = ann.correction_candidates(run_ds, max_confidence=0.6, include_accepted=True)
+    assert both.values("ewc_confidence") == [0.2, 0.5, 0.9]
+    assert ann.selection_counts(both) == {"rejected": 1, "accepted": 1, "other": 1}
+    assert ann.describe_selection(ann.selection_counts(both)) == "1 rejected, 1 unreviewed, 1 accepted"
+    assert sorted(ann.without_accepted(run_ds).values("ewc_confidence")) == [0.5, 0.9]
+
+
+def test_cli_send_summary_counts_and_skips_accepted(run_ds, monkeypatch, capsys):
+    low = run_ds.match(F("ewc_confidence") == 0.2).first()
+    low.tags.append("ewc:reviewed")
+    low.save()
+    sent = {}
+    monkeypatch.setattr(ann, "send_for_correction", lambda view, *a, **k: sent.update(c=view.values("ewc_confidence")))
+    assert cli(["annotate", "send", run_ds.name, "--anno-key", "k", "--max-confidence", "0.6"]) == 0
+    assert sent["c"] == [0.5, 0.9]
+    assert "sent 2 sample(s) (1 rejected, 1 unreviewed, 0 accepted)" in capsys.readouterr().out
+    assert cli(["annotate", "send", run_ds.name, "--anno-key", "k", "--all"]) == 0
+    assert sorted(sent["c"]) == [0.5, 0.9]
+    assert cli(["annotate", "send", run_ds.name, "--anno-key", "k", "--all", "--include-accepted"]) == 0
+    assert sorted(sent["c"]) == [0.2, 0.5, 0.9]
+    assert "1 accepted" in capsys.readouterr().out
 
 
 def test_send_to_unreachable_server_leaves_nothing_behind(run_ds):

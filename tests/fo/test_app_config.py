@@ -110,6 +110,52 @@ def test_deleting_a_run_takes_back_its_sidebar_group(tmp_path):
     assert groups() == {"mine": ["note", "labels"], "ewc-fo b": ["note2"]}
 
 
+def _add_run(ds, p):
+    fields = {k: f"{p}_{k}" for k in ("mask", "confidence", "classes")}
+    ds.add_sample_field(fields["mask"], fo.EmbeddedDocumentField, embedded_doc_type=fo.Segmentation)
+    ds.add_sample_field(fields["classes"], fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
+    ds.add_sample_field(fields["confidence"], fo.FloatField)
+    runs.save_run(ds, p, {"fields": fields, "views": [], "status": "complete"})
+    configure_app(ds, p, "labels", list(fields.values()))
+
+
+def _two_runs(ds):
+    from ewc_fo.fo.review.summary import list_ewc_runs
+
+    for p in ("a", "b"):
+        _add_run(ds, p)
+        assert list_ewc_runs(ds)[0] == p  # the review panel opens on the newest run
+    return fo.load_dataset(ds.name).app_config
+
+
+def test_second_run_is_the_one_on_screen(tmp_path):
+    """Issue 22 item 3: after a run with another prefix only the newest run's fields are active."""
+    ds = make_dataset(str(tmp_path), "app-config-two-runs", n=1)
+    cfg = _two_runs(ds)
+    active = set(cfg.active_fields.paths)
+    assert {"labels", "b_mask", "b_confidence", "b_classes"} <= active
+    assert not active & {"a_mask", "a_confidence", "a_classes"}  # one mask on a tile
+    groups = {g.name: list(g.paths) for g in cfg.sidebar_groups}
+    assert groups["ewc-fo a"] == ["a_mask", "a_confidence", "a_classes"]  # still in its group
+    configure_app(ds, "a", "labels", ["a_mask", "a_confidence", "a_classes"])  # a re-done: a on screen
+    active = set(ds.app_config.active_fields.paths)
+    assert {"a_mask", "a_confidence"} <= active and not active & {"b_mask", "b_confidence", "b_classes"}
+
+
+def test_second_run_never_switches_off_what_the_user_turned_on(tmp_path):
+    ds = make_dataset(str(tmp_path), "app-config-two-runs-user", n=1)
+    ds.add_sample_field("note", fo.StringField)
+    ds.app_config.active_fields = fo.ActiveFields(paths=["note"])
+    ds.save()
+    _two_runs(ds)
+    ds.app_config.active_fields.paths += ["a_mask"]  # the user wants run a's mask back on
+    ds.save()
+    _add_run(ds, "c")
+    active = fo.load_dataset(ds.name).app_config.active_fields.paths
+    assert "note" in active and "a_mask" in active  # the user's choices stay
+    assert "c_mask" in active and "b_mask" not in active and "b_confidence" not in active
+
+
 def test_excluded_active_fields_stop_excluding_the_run(tmp_path):
     ds = make_dataset(str(tmp_path), "app-config-exclude", n=1)
     ds.add_sample_field("ewc_confidence", fo.FloatField)

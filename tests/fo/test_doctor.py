@@ -24,6 +24,10 @@ def test_doctor_reports_this_machine(capsys, monkeypatch):
     assert rc == 0
     assert rows["torch"]["ok"] and rows["torch"]["required"]
     assert rows["FiftyOne database"]["ok"] and rows["FiftyOne database"]["required"]
+    import fiftyone.constants as foc
+
+    ver = rows["MongoDB version"]  # checked once here; the other commands keep FiftyOne's warning quiet
+    assert ver["ok"] and f"FiftyOne needs {foc.MONGODB_MIN_VERSION} or newer" in ver["detail"]
     seg = rows["segmenter (auto)"]
     assert not seg["ok"] and seg["detail"].startswith("GrabCut") and "--sam2-checkpoint" in seg["hint"]
     import torch
@@ -68,3 +72,26 @@ def test_doctor_fails_without_a_database():
 def test_database_uri_password_is_never_printed():
     assert _redact("mongodb://ewc:s3cret@db.lan:27017/x") == "mongodb://ewc:***@db.lan:27017/x"
     assert _redact("mongodb://127.0.0.1:27017") == "mongodb://127.0.0.1:27017"
+
+
+def test_commands_keep_fiftyones_database_warning_out(tmp_path):
+    """Issue 22 item 7: FiftyOne warns "oldest supported version" on every connection to
+    MongoDB 6 (the one its package ships); a command's output must not carry it."""
+    import os
+    import subprocess
+    import sys
+
+    import fiftyone as fo
+
+    ds = fo.Dataset(persistent=True)
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_VALIDATION"}
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        res = subprocess.run([sys.executable, "-m", "ewc_fo.cli", "summary", ds.name], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "no ewc-fo runs yet" in res.stdout
+        assert "oldest supported" not in res.stdout + res.stderr
+    finally:
+        ds.delete()

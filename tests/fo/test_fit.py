@@ -54,6 +54,30 @@ def test_fit_single_label_and_save(dataset, tmp_path):
     assert meta["label_field"] == "single" and meta["metric"] == "accuracy"
     back = load_classifier(out)
     assert back.class_names == clf.class_names
+    # the dataset remembers it: label and the compute form default to it (issue 22 item 5)
+    from ewc_fo.fo.fit import default_classifier, fitted_classifier
+
+    rec = fitted_classifier(fo.load_dataset(dataset.name))
+    assert rec["path"] == str(out) and rec["label_field"] == "single"
+    path, line = default_classifier(dataset)
+    assert path == str(out) and str(out) in line and "'single'" in line
+
+
+def test_label_says_which_classifier_by_default(dataset, tmp_path, capsys):
+    from ewc_fo.fo.fit import INFO_KEY, default_classifier
+
+    dataset.info = {}
+    dataset.save()
+    assert default_classifier(dataset)[0] == "efficientnet_lite0"
+    assert main(["label", dataset.name, "--label-field", "boxes"]) == 2  # refused after saying which
+    assert "classifier: efficientnet_lite0 (ImageNet; no classifier fitted" in capsys.readouterr().out
+    out = tmp_path / "c.safetensors"
+    fit(dataset, "single", out=out, cache_dir=tmp_path / "cache", **SMALL)
+    assert main(["label", dataset.name, "--label-field", "boxes"]) == 2
+    assert f"classifier: {out} (fitted on this dataset's 'single'" in capsys.readouterr().out
+    out.unlink()  # the file is gone: back to ImageNet's, not an error
+    assert default_classifier(dataset)[0] == "efficientnet_lite0"
+    assert INFO_KEY in dataset.info
 
 
 def test_fit_multilabel_on_a_view(dataset, tmp_path):

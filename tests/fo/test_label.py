@@ -173,3 +173,23 @@ def test_progress_callback_and_resume_in_process(tmp_path, clf):
     assert s2.skipped_done == 2 and s2.succeeded == 3
     assert len(ds.exists("ewc_confidence")) == 5
     assert os.path.isdir(s2.output_dir)
+
+
+def test_bar_moves_per_image(tmp_path, clf, monkeypatch):
+    """Issue 22 item 9: the label bar moves per image, not once per batch."""
+    import ewc_fo.fo.runs.label as run_label
+
+    steps = []
+
+    class Bar:
+        def update(self, n):
+            steps.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(run_label, "make_bar", lambda total, enabled: Bar())
+    ds = make_dataset(str(tmp_path / "i"), "label-bar", n=2)
+    ewc_fo.label(ds, "labels", classifier=clf, segmenter=create_segmenter("grabcut"), config=FAST,
+                 batch_size=2, output_dir=str(tmp_path / "o"))
+    assert steps == [1, 1]

@@ -105,8 +105,10 @@ def test_classification_without_label_fails_only_its_sample(tmp_path, clf):
     assert ds[samples[1].id].ewc_confidence is not None
 
 
-def _files(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+def _files(root, owner=False):
+    """Files under root; the run's owner file (.ewc_fo_owner.json) only if ``owner``."""
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+                  if owner or f != ".ewc_fo_owner.json")
 
 
 def test_overwrite_removes_previous_files_only(tmp_path, clf):
@@ -118,7 +120,7 @@ def test_overwrite_removes_previous_files_only(tmp_path, clf):
     (first / "notes.txt").write_text("mine")
     (first / "masks" / "000000000000000000000000.png").write_bytes(b"not of this dataset")
     _label(ds, clf, second, overwrite=True)
-    assert _files(first) == ["masks/000000000000000000000000.png", "notes.txt"]
+    assert _files(first, owner=True) == ["masks/000000000000000000000000.png", "notes.txt"]  # owner file gone too
     assert len(_files(second)) == len(written)
 
 

@@ -53,13 +53,59 @@ def test_summary_cli_progress_and_png(labeled, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "review: 1 accepted, 0 rejected, 3 left of 4 (saved view mine-to-review)" in out
     assert f"overview of run 'mine': {png}" in out
-    img = np.asarray(Image.open(png))
-    assert img.shape[0] == 3 * (200 + 14)  # one row per sample, 3 asked
-    assert img.shape[1] == 200 * (2 + 2 + 1)  # photo, mask, 2 explainers, fused
+    _check_picture(ds, "mine", np.asarray(Image.open(png).convert("RGB")), n=3)
     assert main(["summary", ds.name, "--prefix", "nope", "--png", str(png)]) == 2
     assert "no ewc-fo run 'nope'" in capsys.readouterr().err
     assert main(["summary", ds.name, "--png", str(tmp_path)]) == 2  # a folder: checked before any work
     assert "--png" in capsys.readouterr().err
+
+
+def _check_picture(ds, prefix, img, n=None):
+    """Issue 22 item 6: rows without blank bands between them, a legend in the scheme's colours,
+    and class names written in those colours."""
+    from ewc_fo.fo.review.app_config import hex_rgb, run_class_colors
+
+    flat = (img == img[:, :1]).all(axis=(1, 2))  # pixel rows of one colour: a band with nothing in it
+    longest = run = 0
+    for f in flat:
+        run = run + 1 if f else 0
+        longest = max(longest, run)
+    assert longest <= 6, f"a blank band {longest} px tall"
+    colors = run_class_colors(ds, prefix)
+    drawn = ds.sort_by(f"{prefix}_confidence").limit(n or len(ds))  # the least confident n
+    classes = {c for cs in drawn.values(f"{prefix}_class_confidence") for c in (cs or {})}
+    assert classes and classes <= set(colors)
+    bottom = img[-40:]
+    for c in classes:  # each class has its swatch (a 16 px square) in the legend, in its scheme colour
+        hit = (bottom == np.array(hex_rgb(colors[c]), np.uint8)).all(-1)
+        assert hit.sum() >= 16 * 16, c
+    # the class name column: each class written in its colour somewhere above the legend
+    for c in classes:
+        assert (img[:-40, :190] == np.array(hex_rgb(colors[c]), np.uint8)).all(-1).any(), c
+
+
+def test_overview_rows_legend_and_colours(labeled, tmp_path):
+    from ewc_fo.fo.review.viz import overview
+
+    path = overview(labeled, "mine", str(tmp_path / "o.png"), max_samples=4)
+    img = np.asarray(Image.open(path).convert("RGB"))
+    _check_picture(labeled, "mine", img)
+    n_rows = sum(len(c or {}) for c in labeled.values("mine_class_confidence"))
+    assert img.shape[0] > n_rows * 64  # one row per (image, class)
+
+
+def test_classes_chips_share_the_mask_colours(labeled):
+    """Issue 22 item 4: <prefix>_classes, the label field and the mask use one colour per class."""
+    from ewc_fo.fo.review.app_config import run_class_colors
+
+    colors = run_class_colors(labeled, "mine")
+    fields = {f["path"]: f for f in labeled.app_config.color_scheme.fields}
+    for path in ("mine_classes", "labels"):
+        assert fields[path]["colorByAttribute"] == "label"
+        got = {v["value"]: v["color"] for v in fields[path]["valueColors"]}
+        assert all(got[n] == c for n, c in colors.items()), path
+    mask_t = labeled.mask_targets["mine_mask"]
+    assert {mask_t[m["intTarget"]]: m["color"] for m in fields["mine_mask"]["maskTargetsColors"]} == colors
 
 
 def test_counts_are_exact_not_estimated(labeled, monkeypatch):

@@ -113,7 +113,7 @@ def test_second_fit_reuses_cached_features(fitted, shapes, monkeypatch):
     calls.clear()
     third = fit_classifier(paths[::4], labels[::4], cache_dir=cache, fit_size=96, flip=True)
     assert third.meta["features_computed"] == len(paths[::4])
-    assert len(calls) == 2 * ((len(paths[::4]) + 15) // 16)  # each batch and its mirror
+    assert len(calls) == 2 * ((len(paths[::4]) + 3) // 4)  # each pass (4 images on a CPU) and its mirror
 
 
 def test_multilabel_uses_bce_and_map(shapes, tmp_path):
@@ -227,3 +227,29 @@ def test_heldout_split_is_stratified_and_seeded():
     assert (held == heldout_split(y, 0.2, seed=0)).all()
     assert [int(held[y[:, c] > 0].sum()) for c in range(3)] == [2, 2, 1]
     assert not heldout_split(y, 0.0).any()
+
+
+def test_feature_progress_counts_images_and_moves_often(shapes, tmp_path, monkeypatch):
+    """Issue 22 item 9: the feature bar counts images (rate and ETA per image), and moves at
+    least every 4 images on a CPU, not once per batch of 16."""
+    import ewc_fo.models.feature_cache as fc
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, *a, **kw):
+            self.kw, self.steps = kw, []
+            bars.append(self)
+
+        def update(self, n):
+            self.steps.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(fc, "tqdm", Recorder)
+    paths, labels, _ = shapes
+    fit_classifier(paths, labels, cache_dir=tmp_path, verbose=True, **FIT)
+    bar = next(b for b in bars if b.kw.get("desc") == "features")
+    assert bar.kw["unit"] == "img" and bar.kw["total"] == len(paths)
+    assert sum(bar.steps) == len(paths) and max(bar.steps) <= 4

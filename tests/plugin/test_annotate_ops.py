@@ -65,8 +65,26 @@ def test_send_uses_candidates_and_secrets(ds, monkeypatch):
     out = ops.SendForCorrection().execute(
         _ctx(ds, {"prefix": "ewc", "which": "candidates", "max_confidence": 0.3, "anno_key": "fix"}, secrets)
     )
-    assert out == {"sent": 2, "anno_key": "fix"}
+    assert out == {"sent": 2, "rejected": 1, "accepted": 0, "unreviewed": 1, "anno_key": "fix"}
     assert seen == {"ids": [0.1, 0.9], "key": "fix", "prefix": "ewc", "url": "http://127.0.0.1:1", "api_key": "k"}
+
+
+def test_send_leaves_accepted_out_unless_asked(ds, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(ops, "_runs", lambda dataset: ["ewc"])
+    monkeypatch.setattr("ewc_fo.fo.review.annotate.send_for_correction",
+                        lambda view, key, prefix, **kw: seen.update(c=sorted(view.values("ewc_confidence"))))
+    s = ds.match({"ewc_confidence": 0.1}).first()
+    s.tags.append("ewc:reviewed")
+    s.save()
+    secrets = {"FIFTYONE_LABELSTUDIO_API_KEY": "k"}
+    for which in ("candidates", "view"):
+        params = {"prefix": "ewc", "which": which, "max_confidence": 0.3, "anno_key": "fix"}
+        out = ops.SendForCorrection().execute(_ctx(ds, params, secrets))
+        assert 0.1 not in seen["c"] and out["accepted"] == 0
+        out = ops.SendForCorrection().execute(_ctx(ds, {**params, "include_accepted": True}, secrets))
+        assert 0.1 in seen["c"] and out["accepted"] == 1
+    assert "include_accepted" in ops.SendForCorrection().resolve_input(_ctx(ds, {})).type.properties
 
 
 def test_send_errors_are_clear(ds):

@@ -21,7 +21,8 @@ LIST = ("import json, fiftyone.plugins as fop; "
 
 
 def _plugins_seen(plugins_dir):
-    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_PLUGINS_DIR"}
+    # as a user runs it: no plugins dir, FiftyOne's database validation left to the command
+    env = {k: v for k, v in os.environ.items() if k not in ("FIFTYONE_PLUGINS_DIR", "FIFTYONE_DATABASE_VALIDATION")}
     if plugins_dir:
         env["FIFTYONE_PLUGINS_DIR"] = plugins_dir
     out = subprocess.run([sys.executable, "-c", LIST], env=env, capture_output=True, text=True, timeout=120)
@@ -96,7 +97,8 @@ def test_app_command_serves_the_plugin(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_PLUGINS_DIR"}
+    # as a user runs it: no plugins dir, FiftyOne's database validation left to the command
+    env = {k: v for k, v in os.environ.items() if k not in ("FIFTYONE_PLUGINS_DIR", "FIFTYONE_DATABASE_VALIDATION")}
     env["PYTHONPATH"] = os.path.dirname(PLUGINS_DIR) + os.pathsep + env.get("PYTHONPATH", "")
     env["HOME"] = str(tmp_path / "home")  # no user plugins dir, nothing written to the real home
     log = open(tmp_path / "app.log", "w")
@@ -116,6 +118,10 @@ def test_app_command_serves_the_plugin(tmp_path):
                 time.sleep(1)
         uris = {o["uri"] for o in got["operators"]}
         assert {f"{URI}/compute_ewc", f"{URI}/export_masks", f"{URI}/ewc_review", f"{URI}/review_accept"} <= uris
+        time.sleep(12)  # FiftyOne's session client retries every 10 s while the server starts
+        text = (tmp_path / "app.log").read_text()
+        assert text.count("starting the App server") == 1, text[-2000:]
+        assert "Could not connect session" not in text and "oldest supported" not in text, text[-2000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the command and the App server it started
         try:

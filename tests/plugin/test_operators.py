@@ -129,6 +129,30 @@ def test_compute_form(ds, monkeypatch):
         assert "U²-Net-p" in invalid(resolve("compute_ewc", ds, {knob: 0.3})).get(knob, "")
 
 
+def test_compute_form_classifier_checked_and_defaults_to_the_fitted_one(ds, tmp_path):
+    """Issue 22 item 5: a checkpoint path that does not exist is flagged; the default is the
+    dataset's most recent fitted classifier."""
+    import warnings
+
+    from ewc_fo.fo.fit import fit
+
+    assert props(resolve("compute_ewc", ds))["classifier"].default == "efficientnet_lite0"
+    bad = invalid(resolve("compute_ewc", ds, {"classifier": str(tmp_path / "nope.safetensors")}))
+    assert "not found" in bad["classifier"]
+    assert "classifier" in invalid(resolve("compute_ewc", ds, {"classifier": "no_such_model"}))
+    ckpt = tmp_path / "fitted.safetensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one image per class: rare-class warning
+        fit(ds, "labels", out=ckpt, fit_size=64, epochs=20, flip=False, cache_dir=tmp_path / "cache")
+    try:
+        form = resolve("compute_ewc", ds)
+        assert props(form)["classifier"].default == str(ckpt) and "classifier" not in invalid(form)
+        assert "fitted on this dataset" in props(form)["classifier"].view.description
+    finally:
+        ds.info = {}
+        ds.save()
+
+
 def test_execution_options_follow_target_size(ds):
     op = foo.get_operator(f"{URI}/compute_ewc")
     ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, view=ds.view()._serialize(), params={}))
@@ -180,8 +204,12 @@ def test_compute_call_writes_fields_and_views(labeled):
 
 def test_errors_are_one_line(labeled):
     ds, _ = labeled
-    res = run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
-    assert res.error is None and "unknown classifier" in res.result["error"]
+    # a classifier nobody knows is now refused by the form itself (issue 22 item 5) ...
+    with pytest.raises(Exception, match="^Validation error. Path: classifier. Reason: unknown classifier"):
+        run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="no-such-model", **FAST))
+    # ... one that only fails as it loads still comes back as one line
+    res = run("compute_ewc", ds, dict(label_field="labels", prefix="bad", classifier="timm:no_such_arch", **FAST))
+    assert res.error is None and "cannot load timm model" in res.result["error"]
     assert "\n" not in res.result["error"] and "Traceback" not in res.result["error"]
     assert res.result["error_type"] == "ConfigError"
     notes = _requests(res, "notify")
@@ -194,8 +222,8 @@ def test_errors_are_one_line(labeled):
     assert set(invalid(form)) >= {"batch_size", "mask_weight", "explain_size"}
     assert invalid(form)["mask_weight"] == "a number is needed, got 'lots'"
     # from Python, the ewc-fo exception itself
-    with pytest.raises(ConfigError, match="unknown classifier"):
-        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", prefix="bad", classifier="no-such-model", **FAST)
+    with pytest.raises(ConfigError, match="cannot load timm model"):
+        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", prefix="bad", classifier="timm:no_such_arch", **FAST)
 
 
 def test_triage_views(labeled):

@@ -60,9 +60,11 @@ def correction_candidates(
     *,
     max_confidence: float | None = None,
     rejected: bool = True,
+    include_accepted: bool = False,
 ) -> fo.DatasetView:
     """Samples that need a person: tagged ``ewc:reject`` and/or with ``P_confidence`` below
-    ``max_confidence``, least confident first."""
+    ``max_confidence``, least confident first. A mask a reviewer accepted (``ewc:reviewed``)
+    is left out unless ``include_accepted``: low confidence does not overrule a person."""
     check_prefix(prefix)
     conf = f"{prefix}_confidence"
     if conf not in samples.get_field_schema():
@@ -74,8 +76,29 @@ def correction_candidates(
         cond = F("tags").contains(REJECT_TAG)
     if max_confidence is not None:
         low = F(conf).exists() & (F(conf) < float(max_confidence))
+        if not include_accepted:
+            low = low & ~F("tags").contains(REVIEWED_TAG)
         cond = low if cond is None else (cond | low)
     return samples.match(cond).exists(f"{prefix}_mask").sort_by(conf)
+
+
+def without_accepted(samples: fo.Dataset | fo.DatasetView) -> fo.DatasetView:
+    """``samples`` less those a reviewer accepted and nobody rejected since."""
+    return samples.match(~F("tags").contains(REVIEWED_TAG) | F("tags").contains(REJECT_TAG))
+
+
+def selection_counts(samples: fo.Dataset | fo.DatasetView) -> dict[str, int]:
+    """How many of ``samples`` are rejected, accepted (and not rejected), or neither: what a
+    send summary reports."""
+    n = len(samples)
+    rejected = len(samples.match_tags(REJECT_TAG))
+    accepted = len(samples.match_tags(REVIEWED_TAG).match_tags(REJECT_TAG, bool=False))
+    return {"rejected": rejected, "accepted": accepted, "other": n - rejected - accepted}
+
+
+def describe_selection(counts: dict[str, int]) -> str:
+    """``3 rejected, 2 unreviewed, 0 accepted``: the line a person reads after sending."""
+    return f"{counts['rejected']} rejected, {counts['other']} unreviewed, {counts['accepted']} accepted"
 
 
 def send_for_correction(

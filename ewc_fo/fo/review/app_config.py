@@ -108,6 +108,27 @@ def _color_scheme(dataset: fo.Dataset, value_paths: list[str]) -> fo.ColorScheme
     return scheme
 
 
+def run_class_colors(dataset: fo.Dataset, prefix: str = "ewc") -> dict[str, str]:
+    """Class name -> the colour run ``prefix``'s classes have in the dataset's colour scheme
+    (``P_mask``'s ``maskTargetsColors``, else any other field's): what every picture and panel
+    draws, so a class looks the same in the App, the review panel and the PNGs."""
+    scheme = dataset.app_config.color_scheme
+    fields = [dict(f) for f in ((scheme.fields if scheme else None) or [])]
+    targets = _mask_targets(dataset)
+    mine = targets.get(f"{prefix}_mask", {})
+    known: dict[str, str] = {}
+    for m in _entry([*fields], f"{prefix}_mask").get("maskTargetsColors") or []:
+        if m.get("intTarget") in mine and m.get("color"):
+            known[mine[m["intTarget"]]] = m["color"]
+    for n, c in _existing_colors(fields, targets).items():
+        known.setdefault(n, c)
+    return class_colors(sorted(set(mine.values())), known)
+
+
+def hex_rgb(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[k:k + 2], 16) for k in (1, 3, 5))
+
+
 def configure_app(dataset: fo.Dataset, prefix: str, label_field: str, run_fields: list[str]) -> None:
     """Add the run ``prefix`` to ``dataset.app_config`` (active fields, colours, a sidebar group).
 
@@ -118,16 +139,31 @@ def configure_app(dataset: fo.Dataset, prefix: str, label_field: str, run_fields
     cfg = dataset.app_config
     mask, conf, inst = f"{prefix}_mask", f"{prefix}_confidence", f"{prefix}_instances"
 
-    # active fields: the mask, the confidence, the image-level labels
-    show = [f for f in (label_field, mask, conf) if f in schema]
+    # active fields: this run's mask, confidence and classes, the image-level labels; the
+    # older runs' fields this tool switched on go off (one run on screen), the user's stay
+    show = [f for f in (label_field, mask, conf, f"{prefix}_classes") if f in schema]
+    state = _plugin_state(cfg)
+    switched_on = state.setdefault("activated", {})
+    hide = [p for other, paths in switched_on.items() if other != prefix for p in paths if p not in show]
     if cfg.active_fields is None:  # the App's default, without the instances the mask already shows
         base = fo.DatasetAppConfig.default_active_fields(dataset)
+        added = [p for p in show if p not in base.paths]
         cfg.active_fields = fo.ActiveFields(
-            paths=[p for p in base.paths if p != inst] + [p for p in show if p not in base.paths])
+            paths=[p for p in base.paths if p != inst] + added)
+        added += [p for p in base.paths if p in show]  # the App's default would show older runs too
     elif cfg.active_fields.exclude:
-        cfg.active_fields.paths = [p for p in cfg.active_fields.paths if p not in show]
+        added = [p for p in show if p in cfg.active_fields.paths]
+        cfg.active_fields.paths = [p for p in cfg.active_fields.paths if p not in show] + [
+            p for p in hide if p not in cfg.active_fields.paths]
     else:
-        cfg.active_fields.paths = list(cfg.active_fields.paths) + [p for p in show if p not in cfg.active_fields.paths]
+        added = [p for p in show if p not in cfg.active_fields.paths]
+        cfg.active_fields.paths = [p for p in cfg.active_fields.paths if p not in hide] + added
+    for other in list(switched_on):
+        if other != prefix:
+            switched_on[other] = []
+    switched_on[prefix] = sorted(set(switched_on.get(prefix, [])) | {p for p in added if p != label_field})
+    state["newest"] = prefix
+    _store_state(cfg, state)
 
     # a sidebar group per run, holding the run's fields (moved out of the default groups)
     groups = cfg.sidebar_groups or fo.DatasetAppConfig.default_sidebar_groups(dataset)
@@ -146,8 +182,30 @@ def configure_app(dataset: fo.Dataset, prefix: str, label_field: str, run_fields
         existing.paths = list(existing.paths) + [p for p in paths if p not in existing.paths]
     cfg.sidebar_groups = groups
 
-    cfg.color_scheme = _color_scheme(dataset, [p for p in (label_field, inst) if p in schema])
+    cfg.color_scheme = _color_scheme(dataset, [p for p in (label_field, inst, f"{prefix}_classes") if p in schema])
     dataset.save()
+
+
+#: key of this tool's state in ``dataset.app_config.plugins``
+PLUGIN_KEY = "ewc-fo"
+
+
+def _plugin_state(cfg: fo.DatasetAppConfig) -> dict:
+    """What ewc-fo remembers in the App config: the fields it switched on, per run (so it
+    switches off only those, never one the user turned on), and the newest run."""
+    state = dict((cfg.plugins or {}).get(PLUGIN_KEY) or {})
+    state["activated"] = {k: list(v) for k, v in (state.get("activated") or {}).items()}
+    return state
+
+
+def _store_state(cfg: fo.DatasetAppConfig, state: dict) -> None:
+    """Assign the whole ``plugins`` dict (an in-place change of a nested dict is not saved)."""
+    cfg.plugins = {**(cfg.plugins or {}), PLUGIN_KEY: state}
+
+
+def newest_run(dataset: fo.Dataset) -> str | None:
+    """The run the App shows: the one most recently added to the App config."""
+    return ((dataset.app_config.plugins or {}).get(PLUGIN_KEY) or {}).get("newest")
 
 
 def forget_run(dataset: fo.Dataset, prefix: str, run_fields: list[str]) -> None:
@@ -157,6 +215,14 @@ def forget_run(dataset: fo.Dataset, prefix: str, run_fields: list[str]) -> None:
     dataset's App config if it changed."""
     cfg = dataset.app_config
     name, mine = sidebar_group_name(prefix), set(run_fields)
+    state = (cfg.plugins or {}).get(PLUGIN_KEY) or {}
+    if prefix in (state.get("activated") or {}) or state.get("newest") == prefix:
+        state = _plugin_state(cfg)
+        state["activated"].pop(prefix, None)
+        if state.get("newest") == prefix:
+            state.pop("newest")
+        _store_state(cfg, state)
+        dataset.save()
     if not any(g.name == name for g in cfg.sidebar_groups or []):
         return
     groups = []

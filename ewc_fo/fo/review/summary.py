@@ -6,6 +6,7 @@ from collections import Counter
 
 import fiftyone as fo
 
+from ewc_fo.fo.review.app_config import newest_run
 from ewc_fo.fo.review.views import REJECT_TAG, REVIEWED_TAG, saved_view_name, triage_view
 from ewc_fo.fo.runs.record import RUN_TYPE
 from ewc_fo.runtime.errors import ConfigError
@@ -18,11 +19,13 @@ def exact_count(samples) -> int:
 
 
 def list_ewc_runs(dataset) -> list[str]:
+    """The dataset's ewc-fo runs, the one the App shows (the newest) first."""
     out = []
     for key in dataset.list_runs():
         if dataset.get_run_info(key).config.serialize().get("ewc_type") == RUN_TYPE:
             out.append(key)
-    return out
+    newest = newest_run(dataset)
+    return sorted(out, key=lambda k: k != newest)
 
 
 def review_progress(samples, prefix: str = "ewc", bins: int = 10) -> dict:

@@ -135,12 +135,12 @@ def label(
                                                    loaded=images):
                         pending.append((sid, vals))
                         count_outcome(summary, vals)
+                        bar.update(1)  # per image, as its files are written
                     done += len(missing)
                     if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
                         claim.check()  # never write after another process took the prefix over
                         summary.write_seconds += flush(dataset, pending, names)
                         pending, last_flush = [], time.perf_counter()
-                    bar.update(len(missing))
                     if progress:
                         progress(done, budget)
                 claim.check()

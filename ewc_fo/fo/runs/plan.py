@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 
 import fiftyone as fo
@@ -18,6 +17,7 @@ from ewc_fo.fo.runs import record as runs
 from ewc_fo.fo.runs.claims import schema_lock
 from ewc_fo.fo.runs.label_inputs import _check_numbers, _read_labels, label_kind
 from ewc_fo.fo.runs.outcome import LabelSummary
+from ewc_fo.fo.runs.output_dir import check_owner, default_output_dir, mark_owner
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.models.registry import load_classifier
 from ewc_fo.runtime.budget import Limits
@@ -25,11 +25,6 @@ from ewc_fo.runtime.errors import ConfigError, UnknownClassError
 from ewc_fo.segmenters import Segmenter, create_segmenter
 
 log = logging.getLogger(__name__)
-
-
-def default_output_dir(dataset: fo.Dataset, prefix: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", dataset.name)
-    return os.path.join(fo.config.default_dataset_dir, "ewc_fo", name, prefix)
 
 
 @dataclass
@@ -150,6 +145,7 @@ def prepare_run(
         )
     out_dir = os.path.abspath(output_dir or (record or {}).get("output_dir") or default_output_dir(dataset, prefix))
     runs.check_output_dir(dataset, prefix, out_dir)
+    check_owner(dataset, prefix, out_dir)  # another dataset's run (another database?) wrote there
     _make_output_dirs(out_dir)  # a file in the way or no permission: one clear line, before any write
     batch_size = int(batch_size if batch_size is not None else (record or {}).get("batch_size") or 4)
 
@@ -178,6 +174,7 @@ def prepare_run(
     if removed:
         log.info("removed %d temporary files a killed run of %r left behind", removed, prefix)
     _make_output_dirs(out_dir)  # again: clearing the replaced run removes emptied folders
+    mark_owner(dataset, prefix, out_dir)
     record = new
     target_id = {v: k for k, v in mask_targets.items()}
 

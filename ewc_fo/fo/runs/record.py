@@ -17,6 +17,7 @@ import fiftyone as fo
 
 from ewc_fo.fo.review.app_config import forget_run
 from ewc_fo.fo.runs.claims import schema_lock
+from ewc_fo.fo.runs.output_dir import release_owner
 from ewc_fo.fo.runs.prefix import PREFIX_RE, check_prefix  # noqa: F401 - the rule lives where the CLI can reach it light
 from ewc_fo.runtime.errors import ConfigError
 
@@ -137,6 +138,7 @@ def delete_run_files(dataset: fo.Dataset, record: dict) -> int:
                 os.remove(os.path.join(d, name))
                 n += 1
         _rmdir_if_empty(d)
+    release_owner(dataset, out)
     _rmdir_if_empty(out)
     return n
 
