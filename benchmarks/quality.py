@@ -75,6 +75,10 @@ def parse_args(argv=None):
     p.add_argument("--objectness", type=float, default=None, help="objectness weight alpha (0 = off)")
     p.add_argument("--objectness-labels", type=float, default=None,
                    help="label map from objectness at this threshold (0 = off)")
+    p.add_argument("--proposal-grid", type=int, default=None,
+                   help="SAM proposals labelled by the maps: n x n point grid (0 = off; sam-onnx)")
+    p.add_argument("--proposal-threshold", type=float, default=None,
+                   help="mean fused evidence a proposal needs for a class (else background)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="what `ewc-fo fit --backbone` takes")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")

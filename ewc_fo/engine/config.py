@@ -58,6 +58,13 @@ class EWCConfig:
     #: fused evidence there, every other pixel is background (the saliency + CAM pseudo-label of
     #: weakly supervised segmentation); each class's mask is its share of that map
     objectness_labels: float = 0.0
+    #: n > 0: SAM proposals labelled by the maps (``proposals.py``; a segmenter with
+    #: ``propose``, e.g. sam-onnx): point prompts on an n x n grid where some class has
+    #: evidence, each whole-object mask given the class whose fused evidence it holds
+    proposal_grid: int = 0
+    #: a proposal's mean (probability-weighted) fused evidence must reach this for a class,
+    #: else it is background; grid points need it too
+    proposal_threshold: float = 0.3
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -73,6 +80,9 @@ class EWCConfig:
                 check_input_size(self.explain_size, "explain_size")
             except ValueError as e:
                 raise ConfigError(str(e)) from None
+        if self.proposal_grid < 0 or not 0 < self.proposal_threshold < 1:
+            raise ConfigError(f"need proposal_grid >= 0 and 0 < proposal_threshold < 1, got "
+                              f"{self.proposal_grid}, {self.proposal_threshold}")
         if not 0 <= self.objectness_labels < 1:
             raise ConfigError(f"objectness_labels must be in [0, 1), got {self.objectness_labels}")
         for name in ("mask_weight", "class_competition", "refine_mask_weight", "objectness"):
@@ -88,7 +98,8 @@ class EWCConfig:
 
 #: the settings a run can take by name: the CLI's ``label`` flags, the plugin's form, the benchmarks
 OPTIONS = ("explainers", "explain_size", "fg_threshold", "bg_threshold", "box_threshold", "temperature",
-           "mask_weight", "class_competition", "refine", "objectness", "objectness_labels")
+           "mask_weight", "class_competition", "refine", "objectness", "objectness_labels",
+           "proposal_grid", "proposal_threshold")
 
 
 def config_from_options(base: EWCConfig | None = None, **options) -> EWCConfig:

@@ -26,6 +26,7 @@ from ewc_fo.engine.maps import (
     merge,
 )
 from ewc_fo.engine.prompts import Prompt
+from ewc_fo.engine.proposals import grid_points
 from ewc_fo.engine.results import ClassResult, ImageResult
 from ewc_fo.engine.stages import finish, fuse_maps, prepare
 from ewc_fo.models.classifier import Classifier, describe
@@ -66,6 +67,9 @@ class EWC:
         keys = [e.key for e in self.explainers]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"explainers listed twice: {keys}")
+        if self.config.proposal_grid > 0 and not hasattr(segmenter, "propose"):
+            raise ConfigError(f"proposal_grid needs a segmenter that makes proposals (sam-onnx), "
+                              f"not {segmenter.name!r}")
         for e in self.explainers:
             if e.family == "cam":
                 e.layer_name(self.clf)
@@ -240,6 +244,11 @@ class EWC:
         with self._stage("segment_fused"):
             finals = self.segmenter.segment_images([s.final_prompts for s in states])
         deadline.check("final masks")
+        if cfg.proposal_grid > 0:
+            with self._stage("proposals"):
+                for i, s in enumerate(states):
+                    pts = grid_points(s.fused, s.out.scores, cfg.proposal_grid, cfg.proposal_threshold)
+                    s.proposals = self.segmenter.propose(i, pts)
         with self._stage("merge"):
             return self._map(partial(finish, cfg, self.clf.class_names), states, finals)
 

@@ -150,6 +150,31 @@ class OnnxSAMSegmenter(Segmenter):
         stab = float((lg > 1).sum() / max(1, (lg > -1).sum()))
         return mask, stab if self.quality == "stability" else iou * stab
 
+    def propose(self, i: int, points: np.ndarray, min_quality: float = 0.7,
+                max_overlap: float = 0.7) -> list[tuple[np.ndarray, float]]:
+        """Whole-object proposals on image ``i`` from single positive points (SAM's "segment
+        everything", cheap on one embedding): a point inside a kept proposal is skipped, a
+        mask below ``min_quality`` (predicted IoU) or overlapping a kept one by more than
+        ``max_overlap`` (IoU) is dropped."""
+        h, w = self._shapes[i]
+        kept: list[tuple[np.ndarray, float]] = []
+        covered = np.zeros((h, w), bool)
+        for x, y in np.asarray(points, np.float32):
+            xi, yi = min(int(x), w - 1), min(int(y), h - 1)
+            if covered[yi, xi]:
+                continue
+            if self.deadline is not None:
+                self.deadline.check("SAM proposals")
+            m, q = self.decode(i, np.array([[x, y]], np.float32), np.ones(1, np.float32))
+            if q < min_quality or not m.any():
+                continue
+            area = m.sum()
+            if any((m & k).sum() / max(1, area + k.sum() - (m & k).sum()) > max_overlap for k, _ in kept):
+                continue
+            kept.append((m, q))
+            covered |= m
+        return kept
+
     def _dense(self, soft: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
         """The map as SAM's low-resolution logits (256 x 256 over the padded 1024 frame):
         ``gain * (2 * map - 1)``, so hot evidence says "inside" and cold says "outside"."""

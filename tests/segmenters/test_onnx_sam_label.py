@@ -56,3 +56,22 @@ def test_cli_stops_on_a_damaged_pair_before_any_field(tmp_path, capsys):
     assert rc == 2 and any("SHA-256" in line and "sam.onnx" in line for line in err), err
     ds.reload()
     assert set(ds.get_field_schema()) == before and not fo.load_dataset(ds.name).has_field("ewc_mask")
+
+
+def test_sam_proposals_labelled_by_the_maps():
+    import skimage.data
+
+    from ewc_fo.engine.pipeline import EWC
+    from ewc_fo.runtime.errors import ConfigError
+
+    clf = load_classifier()
+    seg = create_segmenter("sam-onnx", sam_onnx=str(DIR), threads=2)
+    cat = skimage.data.chelsea()
+    ewc = EWC(clf, seg, EWCConfig(explain_size=160, proposal_grid=8))
+    res = ewc.run([cat], [["tabby"]])[0]
+    mask = res.classes[0].mask
+    assert ewc.timings["proposals"] > 0
+    assert mask.mean() > 0.4 and not mask[:, 440:].any()  # the cat, not the wall behind it
+    assert np.array_equal(res.label_map == 1, mask)  # the class's mask is what the map says
+    with pytest.raises(ConfigError, match="proposals"):
+        EWC(clf, create_segmenter("grabcut"), EWCConfig(proposal_grid=8))
