@@ -186,8 +186,12 @@ def check_segmenter(name: str, checkpoint: str | None, sam_onnx: str | None = No
                           "or use --segmenter grabcut (offline)")
     if ckpt and ckpt != "random" and not Path(ckpt).expanduser().exists() and _looks_like_path(ckpt):
         raise ConfigError(f"SAM2 checkpoint not found: {ckpt}")
-    if name == "sam-onnx" or (name == "auto" and not ckpt and (sam_onnx or os.environ.get("EWC_SAM_ONNX"))):
-        from ewc_fo.segmenters import onnx_files
+    from ewc_fo.segmenters import onnx_files
+    from ewc_fo.segmenters.registry import auto_uses_installed_onnx_sam
+
+    named = sam_onnx or os.environ.get(onnx_files.ENV)
+    if name == "sam-onnx" or (name == "auto" and not ckpt and (
+            named or (auto_uses_installed_onnx_sam() and onnx_files.installed()))):
 
         enc, dec, where = onnx_files.resolve(sam_onnx)
         onnx_files.check(enc, "encoder", where)

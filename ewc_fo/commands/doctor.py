@@ -104,7 +104,12 @@ def _segmenter() -> Check:
     ckpt = os.environ.get("EWC_SAM2_CHECKPOINT")
     has_sam2 = _version("sam2") is not None
     if not ckpt:
-        return Check("segmenter (auto)", False, "GrabCut: no $EWC_SAM2_CHECKPOINT",
+        from ewc_fo.segmenters import onnx_files
+        from ewc_fo.segmenters.registry import auto_uses_installed_onnx_sam
+
+        if os.environ.get(onnx_files.ENV) or (auto_uses_installed_onnx_sam() and onnx_files.installed()):
+            return Check("segmenter (auto)", True, "ONNX SAM (MobileSAM, sam-onnx): no $EWC_SAM2_CHECKPOINT")
+        return Check("segmenter (auto)", False, "GrabCut: no $EWC_SAM2_CHECKPOINT, no ONNX SAM",
                      "pass --sam2-checkpoint facebook/sam2.1-hiera-tiny (downloads once) or a local .pt, or "
                      "export EWC_SAM2_CHECKPOINT; offline, --objectness-labels 0.3 helps GrabCut (README)")
     if not has_sam2:

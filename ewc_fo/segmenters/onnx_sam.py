@@ -124,9 +124,10 @@ class OnnxSAMSegmenter(Segmenter):
         return out
 
     def decode(self, i: int, points: np.ndarray, labels: np.ndarray,
-               low_res: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+               low_res: np.ndarray | None = None, raw: bool = False):
         """One decoder call on image ``i``: points (N, 2) xy in the image's pixels, SAM labels
-        (1 pos, 0 neg, 2/3 box corners, -1 pad); best mask (multimask: by predicted IoU) + quality."""
+        (1 pos, 0 neg, 2/3 box corners, -1 pad); best mask (multimask: by predicted IoU) + quality
+        (``raw=True``: mask, predicted IoU, stability)."""
         h, w = self._shapes[i]
         s = SIDE / max(h, w)
         if not (labels == 2).any():  # the export's convention: a padding point when there is no box
@@ -139,23 +140,27 @@ class OnnxSAMSegmenter(Segmenter):
             "has_mask_input": np.array([1.0 if low_res is not None else 0.0], np.float32),
             "orig_im_size": np.array([h, w], np.float32),
         }
+        mask, iou, stab = self._run(feed)
+        return (mask, iou, stab) if raw else (mask, self._quality(iou, stab))
+
+    def _run(self, feed: dict) -> tuple[np.ndarray, float, float]:
+        """The best mask of one decoder call, its predicted IoU and its stability score."""
         masks, ious, _ = self.decoder.run(None, feed)
         logits, ious = masks[0], np.asarray(ious[0], np.float32)
         k = int(ious.argmax()) if self.multimask else 0
         lg = logits[k]
-        mask = lg > 0
-        iou = float(np.clip(ious[k], 0, 1))
-        if self.quality == "iou":
-            return mask, iou
         stab = float((lg > 1).sum() / max(1, (lg > -1).sum()))
-        return mask, stab if self.quality == "stability" else iou * stab
+        return lg > 0, float(np.clip(ious[k], 0, 1)), stab
+
+    def _quality(self, iou: float, stab: float) -> float:
+        return iou if self.quality == "iou" else stab if self.quality == "stability" else iou * stab
 
     def propose(self, i: int, points: np.ndarray, min_quality: float = 0.7,
-                max_overlap: float = 0.7) -> list[tuple[np.ndarray, float]]:
+                max_overlap: float = 0.7, max_area: float = 0.9) -> list[tuple[np.ndarray, float]]:
         """Whole-object proposals on image ``i`` from single positive points (SAM's "segment
         everything", cheap on one embedding): a point inside a kept proposal is skipped, a
-        mask below ``min_quality`` (predicted IoU) or overlapping a kept one by more than
-        ``max_overlap`` (IoU) is dropped."""
+        mask whose predicted IoU is below ``min_quality`` (whatever ``quality`` scores it) or overlapping a kept one by more than
+        ``max_overlap`` (IoU) is dropped, and so is one covering more than ``max_area`` of the image."""
         h, w = self._shapes[i]
         kept: list[tuple[np.ndarray, float]] = []
         covered = np.zeros((h, w), bool)
@@ -165,8 +170,11 @@ class OnnxSAMSegmenter(Segmenter):
                 continue
             if self.deadline is not None:
                 self.deadline.check("SAM proposals")
-            m, q = self.decode(i, np.array([[x, y]], np.float32), np.ones(1, np.float32))
-            if q < min_quality or not m.any():
+            m, iou, stab = self.decode(i, np.array([[x, y]], np.float32), np.ones(1, np.float32), raw=True)
+            q = self._quality(iou, stab)
+            # one click is ambiguous and this decoder gives one mask: a mask of nearly the whole
+            # frame is the scene, not an object (the box-prompted masks decide there)
+            if iou < min_quality or not m.any() or m.mean() > max_area:
                 continue
             area = m.sum()
             if any((m & k).sum() / max(1, area + k.sum() - (m & k).sum()) > max_overlap for k, _ in kept):

@@ -123,3 +123,14 @@ def test_an_unloadable_onnx_file_fails_in_one_line(tmp_path):
         create_segmenter("sam-onnx", sam_onnx=str(d))
     msg = str(e.value)
     assert "\n" not in msg and "encoder.onnx" in msg and "does not load" in msg, msg
+
+
+def test_auto_takes_the_installed_pair_unless_turned_off(monkeypatch, caplog):
+    monkeypatch.delenv(onnx_files.ENV, raising=False)
+    monkeypatch.delenv("EWC_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setenv("EWC_AUTO_ONNX_SAM", "1")
+    with caplog.at_level("WARNING"):
+        assert create_segmenter("auto").name == "sam-onnx"
+    assert "installed by setup.sh" in caplog.text
+    monkeypatch.setenv("EWC_AUTO_ONNX_SAM", "0")
+    assert create_segmenter("auto").name == "grabcut"

@@ -73,5 +73,7 @@ def test_sam_proposals_labelled_by_the_maps():
     assert ewc.timings["proposals"] > 0
     assert mask.mean() > 0.4 and not mask[:, 440:].any()  # the cat, not the wall behind it
     assert np.array_equal(res.label_map == 1, mask)  # the class's mask is what the map says
+    # by default a segmenter that can propose gets the 8 x 8 grid; GrabCut none
+    assert EWC(clf, seg).proposal_grid == 8 and EWC(clf, create_segmenter("grabcut")).proposal_grid == 0
     with pytest.raises(ConfigError, match="proposals"):
         EWC(clf, create_segmenter("grabcut"), EWCConfig(proposal_grid=8))
