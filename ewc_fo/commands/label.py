@@ -80,6 +80,9 @@ def add_parser(sub) -> None:
                    help="0..1: how much every map is lowered where no object is, by U²-Net-p's "
                    "class-agnostic objectness (0 = off; the 4.6 MB model is fetched once where it is "
                    "not installed; docs/method.md 1c)")
+    p.add_argument("--proposal-grid", type=int, default=None, metavar="N",
+                   help="SAM proposals labelled by the maps: an N x N grid of clicks (default 8 with "
+                   "sam-onnx, off otherwise; 0 = off; docs/method.md v0.6)")
     p.add_argument("--objectness-labels", type=chk.unit_float, default=None, metavar="T",
                    help="draw the label map from objectness: pixels with U²-Net-p objectness >= T go to "
                    "the class with the most fused evidence, the rest are background (0 = off; "
