@@ -156,7 +156,7 @@ class OnnxSAMSegmenter(Segmenter):
         return iou if self.quality == "iou" else stab if self.quality == "stability" else iou * stab
 
     def propose(self, i: int, points: np.ndarray, min_quality: float = 0.7,
-                max_overlap: float = 0.7, max_area: float = 0.9) -> list[tuple[np.ndarray, float]]:
+                max_overlap: float = 0.7, max_area: float = 1.0) -> list[tuple[np.ndarray, float]]:
         """Whole-object proposals on image ``i`` from single positive points (SAM's "segment
         everything", cheap on one embedding): a point inside a kept proposal is skipped, a
         mask whose predicted IoU is below ``min_quality`` (whatever ``quality`` scores it) or overlapping a kept one by more than
