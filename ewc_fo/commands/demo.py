@@ -7,7 +7,7 @@ from ewc_fo.commands import _checks as chk
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="label a small bundled dataset of real photos end to end (offline)")
-    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"],
+    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "sam-onnx", "grabcut"],
                    help="auto: SAM2 when a checkpoint is given or in $EWC_SAM2_CHECKPOINT, else GrabCut")
     p.add_argument("--sam2-checkpoint", default=None,
                    help="SAM2 checkpoint path or Hugging Face id (e.g. facebook/sam2.1-hiera-tiny)")

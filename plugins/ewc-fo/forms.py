@@ -129,7 +129,8 @@ def explainers_input(ctx, inputs) -> list[str]:
 def segmenter_input(ctx, inputs) -> None:
     choices = types.RadioGroup(orientation="horizontal")
     for s, d in (("auto", "SAM2 if a checkpoint is known, else GrabCut"), ("grabcut", "OpenCV, offline"),
-                 ("sam2", "frozen SAM2, needs a checkpoint")):
+                 ("sam2", "frozen SAM2, needs a checkpoint"),
+                 ("sam-onnx", "MobileSAM on onnxruntime (scripts/setup.sh installs it; or $EWC_SAM_ONNX)")):
         choices.add_choice(s, label=s, description=d)
     inputs.enum("segmenter", choices.values(), default="auto", label="Segmenter", view=choices)
     seg = ctx.params.get("segmenter", "auto")

@@ -102,7 +102,7 @@ def test_compute_form(ds, monkeypatch):
 
     assert p["explainers"].default == list(DEFAULT_EXPLAINERS)
     assert [c.value for c in p["explainers"].view.choices] == list_explainers()
-    assert p["segmenter"].type.values == ["auto", "grabcut", "sam2"]
+    assert p["segmenter"].type.values == ["auto", "grabcut", "sam2", "sam-onnx"]
     assert not invalid(form)
     # validation the App shows inline
     assert "prefix" in invalid(resolve("compute_ewc", ds, {"prefix": "1bad-prefix"}))
