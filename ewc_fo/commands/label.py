@@ -174,7 +174,7 @@ def run(args) -> int:
             output_dir=args.output_dir, limits=limits,
         )
         print(summary)
-        return 0
+        return _exit_code(summary)
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
                            config=args.sam2_config, device=args.device)
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
@@ -182,4 +182,15 @@ def run(args) -> int:
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
                     output_dir=args.output_dir, limits=limits, wait_s=args.wait)
     print(summary)
+    return _exit_code(summary)
+
+
+def _exit_code(summary) -> int:
+    """0, unless this run labeled samples and every one of them failed: then 1, one line."""
+    if summary.processed and not summary.succeeded:
+        import sys
+
+        print(f"ewc-fo label: error: every one of the {summary.processed} samples this run labeled failed "
+              f"(the reason of each is in {summary.prefix}_error)", file=sys.stderr)
+        return 1
     return 0

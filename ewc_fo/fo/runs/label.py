@@ -31,12 +31,12 @@ from ewc_fo.fo.database import down_message
 from ewc_fo.fo.runs import record as runs
 from ewc_fo.fo.runs.claims import claim_prefix
 from ewc_fo.fo.runs.label_inputs import _check_numbers, label_kind  # noqa: F401  (label_kind: API)
-from ewc_fo.fo.runs.outcome import LabelSummary, ProgressFn, count_outcome, make_bar
+from ewc_fo.fo.runs.outcome import FaultGuard, LabelSummary, ProgressFn, make_bar
 from ewc_fo.fo.runs.plan import default_output_dir, finish_run, prepare_run  # noqa: F401
 from ewc_fo.fo.runs.sample_values import flush, process_batch
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.runtime.budget import Limits
-from ewc_fo.runtime.errors import DatabaseUnavailableError
+from ewc_fo.runtime.errors import DatabaseUnavailableError, EnvironmentFaultError
 from ewc_fo.runtime.loading import load_batches
 from ewc_fo.segmenters import Segmenter
 
@@ -127,14 +127,19 @@ def label(
             # images are decoded ahead by DataLoader workers while the model works on the batch before
             loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in batches], workers=loader_workers,
                                   device=plan.clf.device)
+            guard = FaultGuard(summary)  # internal errors in a row: the environment's fault
             try:
                 for (chunk, missing), images in zip(batches, loaded):
                     paths, labels = plan.inputs(chunk)
                     for sid, vals in process_batch(plan.ewc, plan.clf, chunk, paths, labels, plan.out_dir,
                                                    plan.target_id, plan.exp_keys, keep=set(missing),
                                                    loaded=images):
-                        pending.append((sid, vals))
-                        count_outcome(summary, vals)
+                        try:
+                            pending += guard.add(sid, vals)
+                        except EnvironmentFaultError:
+                            claim.check()  # what finished before the fault is kept
+                            flush(dataset, pending, names)
+                            raise
                     done += len(missing)
                     if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
                         claim.check()  # never write after another process took the prefix over
@@ -143,6 +148,7 @@ def label(
                     bar.update(len(missing))
                     if progress:
                         progress(done, budget)
+                pending += guard.release()
                 claim.check()
                 summary.write_seconds += flush(dataset, pending, names)
             finally:
