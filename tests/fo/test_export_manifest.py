@@ -45,3 +45,29 @@ def test_a_malformed_manifest_line_is_skipped_with_a_warning(ds, tmp_path, caplo
         prepare_out_dir(ds, out, overwrite=True)
     assert not (out / "ours.txt").exists()
     assert "malformed line" in caplog.text
+
+
+def test_a_folder_holding_another_datasets_images_or_a_runs_maps_is_refused(ds, tmp_path):
+    from ewc_fo.fo.runs import record as runs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = out / "theirs.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(theirs)
+    other = fo.Dataset()
+    other.add_sample(fo.Sample(filepath=str(theirs)))
+    try:
+        with pytest.raises(ConfigError, match=f"images of dataset {other.name!r}"):
+            prepare_out_dir(ds, out, overwrite=True)
+        assert theirs.exists()
+        other.delete()
+        theirs.unlink()
+        (out / "maps").mkdir()
+        (out / "maps" / "s1.npz").write_bytes(b"a run's maps")
+        runs.save_run(ds, "ewc", {"output_dir": str(out), "status": "complete", "fields": {}})
+        with pytest.raises(ConfigError, match="maps of run 'ewc'"):
+            prepare_out_dir(ds, out, overwrite=True)
+        assert (out / "maps" / "s1.npz").exists()
+    finally:
+        if fo.dataset_exists(other.name):
+            other.delete()

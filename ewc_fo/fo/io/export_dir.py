@@ -56,6 +56,29 @@ def _contained(root: str, paths: Iterable[str]) -> list[str]:
     return [p for p in paths if p == root or p.startswith(base)]
 
 
+def _other_datasets_files(real: str) -> str | None:
+    """What of *any* dataset in the database lies in folder ``real``: an image (one query per
+    dataset on filepaths under it) or a label run's output folder (its masks, heatmaps and
+    maps), in words; None if nothing."""
+    from fiftyone import ViewField as F
+
+    from ewc_fo.fo.runs.record import get_run
+
+    base = real.rstrip(os.sep) + os.sep
+    for name in fo.list_datasets():
+        d = fo.load_dataset(name)
+        hit = d.match(F("filepath").starts_with(base)).limit(1).values("filepath")
+        if hit:
+            return f"images of dataset {name!r} (e.g. {hit[0]})"
+        for prefix in d.list_runs():
+            rec = get_run(d, prefix) or {}
+            od = rec.get("output_dir")
+            run_dir = os.path.realpath(od) + os.sep if od else None
+            if run_dir and (run_dir.startswith(base) or base.startswith(run_dir)):
+                return f"the masks, heatmaps and maps of run {prefix!r} of dataset {name!r} ({od})"
+    return None
+
+
 class OutDir:
     """An export folder being written: every path goes through :meth:`file` / :meth:`folder`,
     which record it in the manifest first."""
@@ -169,6 +192,10 @@ def check_out_dir(
             f"refusing to export into {root}: it holds {len(clash)} of the dataset's own files "
             f"(e.g. {clash[0]}); choose an empty folder outside the dataset's images and masks"
         )
+    other = _other_datasets_files(real)
+    if other:
+        raise ConfigError(f"refusing to export into {root}: it holds {other}; choose an empty folder "
+                          "outside every dataset's images and runs")
     if not overwrite:
         raise ConfigError(f"export folder {root} is not empty; pass --overwrite (overwrite=True)")
     if (root / MANIFEST).is_symlink():  # writing it would follow the link out of the folder
