@@ -34,6 +34,12 @@ class ConfigError(EWCError):
     kind = "config"
 
 
+class AlreadyLabeledError(ConfigError):
+    """A finished run with this prefix already labeled the whole view."""
+
+    kind = "already_labeled"
+
+
 class CheckpointError(ConfigError):
     """A checkpoint file is corrupt, unsafe or does not fit the model."""
 

@@ -36,7 +36,11 @@ from ewc_fo.fo.runs.plan import default_output_dir, finish_run, prepare_run  # n
 from ewc_fo.fo.runs.sample_values import flush, process_batch
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.runtime.budget import Limits
-from ewc_fo.runtime.errors import DatabaseUnavailableError, EnvironmentFaultError
+from ewc_fo.runtime.errors import (
+    AlreadyLabeledError,
+    DatabaseUnavailableError,
+    EnvironmentFaultError,
+)
 from ewc_fo.runtime.loading import load_batches
 from ewc_fo.segmenters import Segmenter
 
@@ -114,9 +118,19 @@ def label(
     try:
         # ---- one run per prefix at a time (claims.py); renewed while this run lives
         with claim_prefix(dataset, prefix, wait_s=wait_s, auto_renew=True) as claim:
-            plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier, segmenter=segmenter,
-                               sam2_checkpoint=sam2_checkpoint, config=config, batch_size=batch_size,
-                               overwrite=overwrite, output_dir=output_dir, limits=limits)
+            try:
+                plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier,
+                                   segmenter=segmenter, sam2_checkpoint=sam2_checkpoint, config=config,
+                                   batch_size=batch_size, overwrite=overwrite, output_dir=output_dir,
+                                   limits=limits)
+            except AlreadyLabeledError:
+                if not getattr(claim, "waited", False):
+                    raise
+                # the run this one waited for finished the same work: that is success
+                n = len(samples.values("id"))
+                return LabelSummary(prefix=prefix, total=n, skipped_done=n, seconds=time.perf_counter() - t0,
+                                    note="another process finished this run while this one waited: "
+                                    "nothing left to do")
             summary, dataset, names = plan.summary, plan.dataset, plan.names
             budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
             bar = make_bar(budget, progress_bar)

@@ -26,6 +26,7 @@ class LabelSummary:
     views: list[str] = field(default_factory=list)
     segmenter: str = ""
     output_dir: str = ""
+    note: str = ""
 
     def __str__(self) -> str:
         lines = [
@@ -37,6 +38,8 @@ class LabelSummary:
             lines.append(f"  failed ({kind}): {n}")
         if self.views:
             lines.append("  triage views: " + ", ".join(self.views))
+        if self.note:
+            lines.append("  " + self.note)
         return "\n".join(lines)
 
 
