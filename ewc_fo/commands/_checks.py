@@ -30,11 +30,38 @@ BUILTIN_CLASSIFIERS = tuple(f"efficientnet{sep}lite{i}" for i in range(3) for se
 # ---------------------------------------------------------------- argparse types
 
 
+#: the largest whole number any option takes: beyond it a value is a typo, and it would
+#: overflow the database's 64-bit integers only after the model loaded (issue 23)
+MAX_INT = 10**9
+#: images per pass: more would only exhaust memory
+MAX_BATCH_SIZE = 4096
+PLAIN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
 def _int(s: str) -> int:
     try:
-        return int(s)
+        v = int(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if abs(v) > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT}, got {s}")
+    return v
+
+
+def batch_size(s: str) -> int:
+    """Images per pass: 1..MAX_BATCH_SIZE."""
+    v = positive_int(s)
+    if v > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE}, got {v}")
+    return v
+
+
+def plain_name(s: str) -> str:
+    """A name that becomes one file name: letters, digits, '_', '.', '-' (no folders, no '..')."""
+    if not PLAIN_NAME_RE.match(s) or set(s) == {"."}:
+        raise argparse.ArgumentTypeError(
+            f"{s!r} is not a plain name (letters, digits, '_', '.', '-'; no '/' or '..')")
+    return s
 
 
 def _float(s: str) -> float:

@@ -75,6 +75,9 @@ def describe(ds, label_field: str) -> str:
             lines.append(f"  {unlabeled} images have no label")
     for f in sorted(ds.mask_targets):
         lines.append(f"  ground-truth masks in {f!r} ({ds.count(f)} images)")
+    skipped = (ds.info.get("ewc_import") or {}).get("skipped_names")
+    if skipped:
+        lines.append(f"  {skipped} files skipped: their names are not valid UTF-8 (rename them to import them)")
     tags = ds.count_sample_tags()
     if tags:
         lines.append("  tags: " + ", ".join(f"{k} ({v})" for k, v in sorted(tags.items())))

@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
                      help="mark an N-px band around mask boundaries as 255 (ignored by trainers)")
     voc.add_argument("--min-confidence", type=chk.unit_float, default=None,
                      help="mark images, classes and instances below this confidence as 255")
-    voc.add_argument("--split", default="train", help="name of the ImageSets/Segmentation list")
+    voc.add_argument("--split", default="train", type=chk.plain_name,
+                     help="name of the ImageSets/Segmentation list (a plain name: letters, digits, _ . -)")
     add_selection_args(p, classes=False)
     p.set_defaults(func=run)
 

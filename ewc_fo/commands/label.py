@@ -89,8 +89,8 @@ def add_parser(sub) -> None:
                    "the class with the most fused evidence, the rest are background (0 = off; "
                    "the model is fetched once where it is not installed; with GrabCut: 42.4%% mIoU "
                    "against 37.3%% on voc_dev, docs/method.md 1c)")
-    p.add_argument("--batch-size", type=chk.positive_int, default=None,
-                   help="images per pass, >= 1 (default 4; a resumed run reuses its own)")
+    p.add_argument("--batch-size", type=chk.batch_size, default=None,
+                   help=f"images per pass, 1..{chk.MAX_BATCH_SIZE} (default 4; a resumed run reuses its own)")
     p.add_argument("--overwrite", action="store_true", help="delete this prefix's previous run first")
     p.add_argument("--output-dir", default=None,
                    help="where masks, heatmaps and maps are written (default: under the FiftyOne dataset dir)")
@@ -106,9 +106,9 @@ def add_parser(sub) -> None:
     p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster: 'auto' (the one `ray start` made), host:6379 or "
                    "ray://host:10001 (docs/scale.md)")
-    p.add_argument("--workers", type=chk.positive_int, default=1,
+    p.add_argument("--workers", type=chk.positive_int, default=None,
                    help="with --ray: actors, each holding the models once")
-    p.add_argument("--gpus-per-worker", type=chk.finite_float, default=0.0,
+    p.add_argument("--gpus-per-worker", type=chk.finite_float, default=None,
                    help="with --ray: GPUs per actor (a worker given one uses it; --device is for in-process runs)")
     p.add_argument("--threads-per-worker", type=chk.positive_int, default=None,
                    help="with --ray: torch threads per actor (default: this machine's count, "
@@ -135,9 +135,13 @@ def check_args(args) -> None:
         raise ConfigError(f"--sample-timeout must be >= 0 seconds (0 = no limit), got {args.sample_timeout:g}")
     if args.output_dir is not None:
         chk.check_folder(args.output_dir, "--output-dir")
-    if args.gpus_per_worker < 0:
-        from ewc_fo.runtime.errors import ConfigError
+    from ewc_fo.runtime.errors import ConfigError
 
+    ray_only = [f for f, v in (("--workers", args.workers), ("--gpus-per-worker", args.gpus_per_worker),
+                               ("--threads-per-worker", args.threads_per_worker)) if v is not None]
+    if ray_only and not args.ray:
+        raise ConfigError(f"{', '.join(ray_only)} only apply with --ray (an in-process run has one worker)")
+    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     args.known_classes = chk.classifier_classes(args.classifier) if args.classifier else None
 
@@ -178,8 +182,8 @@ def run(args) -> int:
         from ewc_fo.distributed.ray_runner import label_on_ray
 
         summary = label_on_ray(
-            view, args.label_field, ray_address=args.ray, workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker, threads_per_worker=args.threads_per_worker,
+            view, args.label_field, ray_address=args.ray, workers=args.workers or 1,
+            gpus_per_worker=args.gpus_per_worker or 0.0, threads_per_worker=args.threads_per_worker,
             prefix=args.prefix, classifier=args.classifier, segmenter=args.segmenter,
             sam2_checkpoint=args.sam2_checkpoint,
             classifier_options={"allow_pickle": args.trust_checkpoint},
@@ -188,7 +192,7 @@ def run(args) -> int:
             output_dir=args.output_dir, limits=limits,
         )
         print(summary)
-        return 0
+        return _exit_code(summary)
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint,
                            config=args.sam2_config, device=args.device, **_onnx_opts(args))
     clf = load_classifier(args.classifier, device=args.device, allow_pickle=args.trust_checkpoint)
@@ -196,6 +200,17 @@ def run(args) -> int:
                     config=cfg, batch_size=args.batch_size, overwrite=args.overwrite,
                     output_dir=args.output_dir, limits=limits, wait_s=args.wait)
     print(summary)
+    return _exit_code(summary)
+
+
+def _exit_code(summary) -> int:
+    """0, unless this run labeled samples and every one of them failed: then 1, one line."""
+    if summary.processed and not summary.succeeded:
+        import sys
+
+        print(f"ewc-fo label: error: every one of the {summary.processed} samples this run labeled failed "
+              f"(the reason of each is in {summary.prefix}_error)", file=sys.stderr)
+        return 1
     return 0
 
 

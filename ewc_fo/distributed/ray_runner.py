@@ -28,13 +28,13 @@ import fiftyone as fo
 
 from ewc_fo.engine.pipeline import EWC, EWCConfig
 from ewc_fo.fo.runs.claims import claim_prefix
-from ewc_fo.fo.runs.outcome import LabelSummary, ProgressFn, count_outcome
+from ewc_fo.fo.runs.outcome import FaultGuard, LabelSummary, ProgressFn
 from ewc_fo.fo.runs.plan import finish_run, prepare_run
 from ewc_fo.fo.runs.sample_values import flush, process_batch
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.models.registry import load_classifier
 from ewc_fo.runtime.budget import Limits
-from ewc_fo.runtime.errors import ConfigError, EWCError
+from ewc_fo.runtime.errors import ConfigError, EnvironmentFaultError, EWCError
 from ewc_fo.segmenters import Segmenter, create_segmenter
 
 #: batches queued per actor, so an actor never waits for the driver between batches
@@ -215,6 +215,7 @@ def _drive(plan, actors, budget: int, write_every: int, flush_seconds: float,
     pending: list[tuple[str, dict]] = []
     done, last_flush, exhausted = 0, time.perf_counter(), False
     bar = _bar(budget, progress_bar)
+    guard = FaultGuard(summary)  # internal errors in a row: the environment's fault
     try:
         while True:
             while not exhausted and min(load) < IN_FLIGHT_PER_WORKER:
@@ -235,8 +236,13 @@ def _drive(plan, actors, budget: int, write_every: int, flush_seconds: float,
                 k, missing = inflight.pop(ref)
                 load[k] -= 1
                 for sid, vals in ray.get(ref):
-                    pending.append((sid, vals))
-                    count_outcome(summary, vals)
+                    try:
+                        pending += guard.add(sid, vals)
+                    except EnvironmentFaultError:
+                        with _database_errors(f"writing {len(pending)} results"):
+                            check()  # what finished before the fault is kept
+                            flush(plan.dataset, pending, plan.names)
+                        raise
                 done += len(missing)
                 bar.update(len(missing))
                 bar.set_postfix(failed=sum(summary.errors.values()), refresh=False)
@@ -247,6 +253,7 @@ def _drive(plan, actors, budget: int, write_every: int, flush_seconds: float,
                     check()
                     summary.write_seconds += flush(plan.dataset, pending, plan.names)
                 pending, last_flush = [], time.perf_counter()
+        pending += guard.release()
         with _database_errors(f"writing {len(pending)} results"):
             check()
             summary.write_seconds += flush(plan.dataset, pending, plan.names)

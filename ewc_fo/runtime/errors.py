@@ -34,6 +34,12 @@ class ConfigError(EWCError):
     kind = "config"
 
 
+class AlreadyLabeledError(ConfigError):
+    """A finished run with this prefix already labeled the whole view."""
+
+    kind = "already_labeled"
+
+
 class CheckpointError(ConfigError):
     """A checkpoint file is corrupt, unsafe or does not fit the model."""
 
@@ -86,3 +92,18 @@ class DatabaseUnavailableError(EWCError):
     """The FiftyOne database cannot be reached (stopped, killed or unreachable)."""
 
     kind = "database_unavailable"
+
+
+class InternalError(EWCError):
+    """An unexpected error on one sample (a bug, or the environment: a model, the disk, a
+    device). Alone, it fails that sample; several in a row stop the run
+    (:class:`EnvironmentFaultError`) and fail none of them."""
+
+    kind = "internal"
+
+
+class EnvironmentFaultError(EWCError):
+    """Samples kept failing alike with internal errors: the run's fault, not theirs. The
+    run stopped without marking them, so the next run redoes them."""
+
+    kind = "environment"

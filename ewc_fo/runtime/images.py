@@ -11,6 +11,7 @@ masks are written at the image's full size, one plane per class and instance, so
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from pathlib import Path
@@ -53,11 +54,29 @@ def to_rgb_uint8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
+def _not_a_file(p: Path) -> str:
+    """What stands at ``p`` instead of an image file, in words (issue 23: a folder named
+    ``x.jpg`` or a symlink loop was reported as "not found")."""
+    try:
+        p.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"image path is a symlink loop: {p}"
+        if p.is_symlink():
+            return f"image path is a symlink to a missing file ({os.readlink(p)}): {p}"
+        if e.errno == errno.ENOENT:
+            return f"image file not found: {p}"
+        return f"image file cannot be read ({e.strerror or e}): {p}"
+    if p.is_dir():
+        return f"image path is a folder, not a file: {p}"
+    return f"image path is not a regular file (a device, a pipe or a socket): {p}"
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read ``path`` as EXIF-oriented RGB ``uint8``; raise :class:`ImageLoadError` on any failure."""
     p = Path(path)
     if not p.is_file():
-        raise ImageLoadError(f"image file not found: {p}")
+        raise ImageLoadError(_not_a_file(p))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is lower

@@ -9,12 +9,11 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 
-from ewc_fo.runtime.budget import call_bounded
+from ewc_fo.runtime.budget import call_bounded, thread_map
 from ewc_fo.runtime.device import cpu_count
 from ewc_fo.segmenters.base import Prompt, Segmentation, Segmenter
 
@@ -197,7 +196,8 @@ class GrabCutSegmenter(Segmenter):
         self._views = views
 
     def segment_images(self, prompts: Sequence[Sequence[Prompt]], draft: bool = False) -> list[list[Segmentation]]:
-        """Every (image, prompt) cut of the batch on a thread pool (OpenCV frees the GIL)."""
+        """Every (image, prompt) cut of the batch on a thread pool (OpenCV frees the GIL);
+        :func:`thread_map`, so Ctrl-C stops it even while a cut is stuck in C code."""
         views = getattr(self, "_views", None)
         if views is None:
             raise RuntimeError("call set_images(images) before segment_images(prompts)")
@@ -209,12 +209,7 @@ class GrabCutSegmenter(Segmenter):
             i, p = task
             return views[i].segment_many([p], draft=draft)[0]
 
-        n = min(len(tasks), self.workers or cpu_count())
-        if n <= 1:
-            done = [cut(t) for t in tasks]
-        else:
-            with ThreadPoolExecutor(n, thread_name_prefix="grabcut") as pool:
-                done = list(pool.map(cut, tasks))
+        done = thread_map(cut, tasks, self.workers or cpu_count(), name="grabcut")
         out, k = [], 0
         for ps in prompts:
             out.append(done[k:k + len(ps)])

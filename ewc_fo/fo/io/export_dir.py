@@ -16,6 +16,7 @@ the source images and ground truth. Now
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +27,8 @@ from ewc_fo.runtime.errors import ConfigError
 
 MANIFEST = "ewc-fo-manifest.txt"
 _HEADER = "# ewc-fo export manifest v1: what this export wrote; --overwrite deletes only these\n"
+
+log = logging.getLogger(__name__)
 
 _MEDIA_PATHS = {fo.Segmentation: ("mask_path",), fo.Heatmap: ("map_path",), fo.Detection: ("mask_path",)}
 
@@ -51,6 +54,29 @@ def referenced_files(samples: fo.Dataset | fo.DatasetView) -> set[str]:
 def _contained(root: str, paths: Iterable[str]) -> list[str]:
     base = root.rstrip(os.sep) + os.sep
     return [p for p in paths if p == root or p.startswith(base)]
+
+
+def _other_datasets_files(real: str) -> str | None:
+    """What of *any* dataset in the database lies in folder ``real``: an image (one query per
+    dataset on filepaths under it) or a label run's output folder (its masks, heatmaps and
+    maps), in words; None if nothing."""
+    from fiftyone import ViewField as F
+
+    from ewc_fo.fo.runs.record import get_run
+
+    base = real.rstrip(os.sep) + os.sep
+    for name in fo.list_datasets():
+        d = fo.load_dataset(name)
+        hit = d.match(F("filepath").starts_with(base)).limit(1).values("filepath")
+        if hit:
+            return f"images of dataset {name!r} (e.g. {hit[0]})"
+        for prefix in d.list_runs():
+            rec = get_run(d, prefix) or {}
+            od = rec.get("output_dir")
+            run_dir = os.path.realpath(od) + os.sep if od else None
+            if run_dir and (run_dir.startswith(base) or base.startswith(run_dir)):
+                return f"the masks, heatmaps and maps of run {prefix!r} of dataset {name!r} ({od})"
+    return None
 
 
 class OutDir:
@@ -102,7 +128,7 @@ class OutDir:
 
 def _read_manifest(root: Path) -> list[str] | None:
     m = root / MANIFEST
-    if not m.is_file():
+    if m.is_symlink() or not m.is_file():
         return None
     lines = m.read_text(errors="replace").splitlines()
     return [ln for ln in lines[1:] if ln and not ln.startswith("#")] if lines[:1] == [_HEADER.strip()] else None
@@ -115,21 +141,27 @@ def _remove_previous(root: Path, entries: list[str]) -> None:
     files = [e for e in entries if not e.endswith("/")]
     dirs = [e.rstrip("/") for e in entries if e.endswith("/")]
     for rel in files:
-        parts = Path(rel).parts
-        if not parts or ".." in parts or Path(rel).is_absolute():
-            continue
-        p = root.joinpath(*parts)
-        if os.path.realpath(p.parent) != os.path.join(real_root, *parts[:-1]).rstrip(os.sep):
-            continue  # a folder on the way is a symlink: not something the export made
-        if p.is_symlink() or p.is_file():
-            p.unlink()
+        try:
+            parts = Path(rel).parts
+            if not parts or ".." in parts or Path(rel).is_absolute():
+                continue
+            p = root.joinpath(*parts)
+            if os.path.realpath(p.parent) != os.path.join(real_root, *parts[:-1]).rstrip(os.sep):
+                continue  # a folder on the way is a symlink: not something the export made
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte: a line no export wrote
+            log.warning("skipping a malformed line of %s (%s)", root / MANIFEST, type(e).__name__)
     for rel in sorted(dirs, key=lambda d: -len(Path(d).parts)):
-        parts = Path(rel).parts
-        if not parts or ".." in parts or Path(rel).is_absolute():
-            continue
-        p = root.joinpath(*parts)
-        if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
-            p.rmdir()
+        try:
+            parts = Path(rel).parts
+            if not parts or ".." in parts or Path(rel).is_absolute():
+                continue
+            p = root.joinpath(*parts)
+            if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+                p.rmdir()
+        except (OSError, ValueError) as e:
+            log.warning("skipping a malformed line of %s (%s)", root / MANIFEST, type(e).__name__)
     (root / MANIFEST).unlink(missing_ok=True)
 
 
@@ -160,8 +192,15 @@ def check_out_dir(
             f"refusing to export into {root}: it holds {len(clash)} of the dataset's own files "
             f"(e.g. {clash[0]}); choose an empty folder outside the dataset's images and masks"
         )
+    other = _other_datasets_files(real)
+    if other:
+        raise ConfigError(f"refusing to export into {root}: it holds {other}; choose an empty folder "
+                          "outside every dataset's images and runs")
     if not overwrite:
         raise ConfigError(f"export folder {root} is not empty; pass --overwrite (overwrite=True)")
+    if (root / MANIFEST).is_symlink():  # writing it would follow the link out of the folder
+        raise ConfigError(f"refusing to use {root / MANIFEST}: it is a symlink, not a manifest an "
+                          "ewc-fo export wrote; remove it or choose another folder")
     listed = _read_manifest(root)
     ours = set(listed or [])
     foreign = [n for n in fixed if (root / n).exists() and n not in ours]

@@ -69,7 +69,9 @@ def export_voc(
     table, to_out = output_classes(run.id_to_name, classes, view._dataset.mask_targets, voc_default=True)
     if max(table, default=0) >= VOID:
         raise ConfigError(f"class id {max(table)} does not fit a uint8 VOC mask (ids 1..254)")
-    split_file = safe_name(split, "train") + ".txt"
+    if safe_name(split, "") != split:  # "../../etc" was silently written as "etc"
+        raise ConfigError(f"split {split!r} is not a plain name (letters, digits, '_', '.', '-'; no '/')")
+    split_file = split + ".txt"
     fixed = (*VOC_CLASS_FILES, f"ImageSets/Segmentation/{split_file}")
     out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=fixed)
     root = out.root

@@ -151,12 +151,14 @@ class Lease:
 
     def acquire(self, wait_s: float = 0.0) -> Lease:
         deadline = time.monotonic() + max(0.0, wait_s)
+        self.waited = False  # whether another holder had it first (label: --wait outlasting a run)
         while True:
             other = self.try_acquire()
             if other is None:
                 return self
             if time.monotonic() >= deadline:
                 raise self._busy(other)
+            self.waited = True
             time.sleep(_POLL_S)
 
     def _busy(self, other: dict) -> Exception:

@@ -31,12 +31,16 @@ from ewc_fo.fo.database import down_message
 from ewc_fo.fo.runs import record as runs
 from ewc_fo.fo.runs.claims import claim_prefix
 from ewc_fo.fo.runs.label_inputs import _check_numbers, label_kind  # noqa: F401  (label_kind: API)
-from ewc_fo.fo.runs.outcome import LabelSummary, ProgressFn, count_outcome, make_bar
+from ewc_fo.fo.runs.outcome import FaultGuard, LabelSummary, ProgressFn, make_bar
 from ewc_fo.fo.runs.plan import default_output_dir, finish_run, prepare_run  # noqa: F401
 from ewc_fo.fo.runs.sample_values import flush, process_batch
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.runtime.budget import Limits
-from ewc_fo.runtime.errors import DatabaseUnavailableError
+from ewc_fo.runtime.errors import (
+    AlreadyLabeledError,
+    DatabaseUnavailableError,
+    EnvironmentFaultError,
+)
 from ewc_fo.runtime.loading import load_batches
 from ewc_fo.segmenters import Segmenter
 
@@ -114,9 +118,19 @@ def label(
     try:
         # ---- one run per prefix at a time (claims.py); renewed while this run lives
         with claim_prefix(dataset, prefix, wait_s=wait_s, auto_renew=True) as claim:
-            plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier, segmenter=segmenter,
-                               sam2_checkpoint=sam2_checkpoint, config=config, batch_size=batch_size,
-                               overwrite=overwrite, output_dir=output_dir, limits=limits)
+            try:
+                plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier,
+                                   segmenter=segmenter, sam2_checkpoint=sam2_checkpoint, config=config,
+                                   batch_size=batch_size, overwrite=overwrite, output_dir=output_dir,
+                                   limits=limits)
+            except AlreadyLabeledError:
+                if not getattr(claim, "waited", False):
+                    raise
+                # the run this one waited for finished the same work: that is success
+                n = len(samples.values("id"))
+                return LabelSummary(prefix=prefix, total=n, skipped_done=n, seconds=time.perf_counter() - t0,
+                                    note="another process finished this run while this one waited: "
+                                    "nothing left to do")
             summary, dataset, names = plan.summary, plan.dataset, plan.names
             budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
             bar = make_bar(budget, progress_bar)
@@ -127,14 +141,19 @@ def label(
             # images are decoded ahead by DataLoader workers while the model works on the batch before
             loaded = load_batches([[path_of[i] for i in chunk] for chunk, _ in batches], workers=loader_workers,
                                   device=plan.clf.device)
+            guard = FaultGuard(summary)  # internal errors in a row: the environment's fault
             try:
                 for (chunk, missing), images in zip(batches, loaded):
                     paths, labels = plan.inputs(chunk)
                     for sid, vals in process_batch(plan.ewc, plan.clf, chunk, paths, labels, plan.out_dir,
                                                    plan.target_id, plan.exp_keys, keep=set(missing),
                                                    loaded=images):
-                        pending.append((sid, vals))
-                        count_outcome(summary, vals)
+                        try:
+                            pending += guard.add(sid, vals)
+                        except EnvironmentFaultError:
+                            claim.check()  # what finished before the fault is kept
+                            flush(dataset, pending, names)
+                            raise
                         bar.update(1)  # per image, as its files are written
                     done += len(missing)
                     if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
@@ -143,6 +162,7 @@ def label(
                         pending, last_flush = [], time.perf_counter()
                     if progress:
                         progress(done, budget)
+                pending += guard.release()
                 claim.check()
                 summary.write_seconds += flush(dataset, pending, names)
             finally:

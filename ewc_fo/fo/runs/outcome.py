@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ewc_fo.runtime.errors import EnvironmentFaultError, InternalError
+
 ProgressFn = Callable[[int, int], None]
 
 
@@ -24,6 +26,7 @@ class LabelSummary:
     views: list[str] = field(default_factory=list)
     segmenter: str = ""
     output_dir: str = ""
+    note: str = ""
 
     def __str__(self) -> str:
         lines = [
@@ -35,6 +38,8 @@ class LabelSummary:
             lines.append(f"  failed ({kind}): {n}")
         if self.views:
             lines.append("  triage views: " + ", ".join(self.views))
+        if self.note:
+            lines.append("  " + self.note)
         return "\n".join(lines)
 
 
@@ -43,6 +48,49 @@ def count_outcome(summary: LabelSummary, vals: dict) -> None:
         summary.errors[vals["error_kind"]] += 1
     else:
         summary.succeeded += 1
+
+
+#: internal errors in a row after which a run stops: the environment is at fault, not the samples
+INTERNAL_STREAK = 3
+
+
+class FaultGuard:
+    """Tells a sample's fault from the environment's, in the order results arrive.
+
+    A sample that failed with an internal error is held back until the next result shows
+    whose fault it was: anything else next (a success, a sample's own error) releases it
+    as failed; :data:`INTERNAL_STREAK` in a row raise :class:`EnvironmentFaultError` and
+    the held samples are never recorded, so the next run redoes them. :meth:`add` counts
+    what it releases in the summary.
+    """
+
+    def __init__(self, summary: LabelSummary, limit: int = INTERNAL_STREAK):
+        self.summary, self.limit, self.held = summary, limit, []
+
+    def add(self, sid: str, vals: dict) -> list[tuple[str, dict]]:
+        """The results to record now (possibly none, while a streak is open)."""
+        if vals.get("error_kind") == InternalError.kind:
+            self.held.append((sid, vals))
+            if len(self.held) >= self.limit:
+                last = " ".join(str(vals.get("error", "")).split())[:300]
+                raise EnvironmentFaultError(
+                    f"stopped after {len(self.held)} samples in a row failed with an internal error "
+                    f"(last: {last}): the environment (a model file, the disk, a device) is at fault, "
+                    "not the samples, so none of them was marked failed; fix it and run the same "
+                    "command again to redo them"
+                )
+            return []
+        return self._release([(sid, vals)])
+
+    def release(self) -> list[tuple[str, dict]]:
+        """At the run's end: a streak too short to blame the environment fails its samples."""
+        return self._release([])
+
+    def _release(self, more: list) -> list[tuple[str, dict]]:
+        out, self.held = self.held + more, []
+        for _, vals in out:
+            count_outcome(self.summary, vals)
+        return out
 
 
 class _NoBar:

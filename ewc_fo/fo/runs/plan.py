@@ -21,7 +21,7 @@ from ewc_fo.fo.runs.output_dir import check_owner, default_output_dir, mark_owne
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.models.registry import load_classifier
 from ewc_fo.runtime.budget import Limits
-from ewc_fo.runtime.errors import ConfigError, UnknownClassError
+from ewc_fo.runtime.errors import AlreadyLabeledError, ConfigError, UnknownClassError
 from ewc_fo.segmenters import Segmenter, create_segmenter
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def prepare_run(
     described = ewc.describe()
     if record is not None:
         if record.get("status") == "complete" and not _has_todo(samples, names):
-            raise ConfigError(
+            raise AlreadyLabeledError(
                 f"run {prefix!r} already labeled this view; use --overwrite to redo it or another --prefix"
             )
         if record.get("method") != _comparable(described) or record.get("label_field") != label_field:

@@ -22,7 +22,7 @@ from PIL import Image
 from ewc_fo.engine.pipeline import ImageResult
 from ewc_fo.fo.runs import record as runs
 from ewc_fo.fo.runs.class_labels import class_confidence_labels
-from ewc_fo.runtime.errors import EWCError, NoLabelError
+from ewc_fo.runtime.errors import EWCError, InternalError, NoLabelError
 from ewc_fo.runtime.images import load_image
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,23 @@ def process_batch(ewc, clf, ids, paths, labels, out_dir, target_id, exp_keys, ke
                 results.append(ewc.run([img], [cs])[0])
             except EWCError as e:
                 results.append(e)
-            except Exception as e:  # unexpected: record it, keep going
-                log.exception("internal error on a sample")
-                results.append(EWCError(f"internal error: {type(e).__name__}: {e}"))
+            except Exception as e:  # unexpected: the sample's or the environment's (FaultGuard)
+                results.append(_internal(e, "internal error on a sample"))
     for sid, res in zip(ok, results):
         if sid not in keep:
             continue
-        if isinstance(res, Exception):
-            yield sid, {"error": str(res), "error_kind": getattr(res, "kind", "error")}
-            continue
-        yield sid, sample_values(sid, res, out_dir, target_id, exp_keys)
+        if not isinstance(res, Exception):
+            try:
+                yield sid, sample_values(sid, res, out_dir, target_id, exp_keys)
+                continue
+            except Exception as e:  # the disk full, the output folder gone: every sample alike
+                res = _internal(e, "cannot write a sample's files")
+        yield sid, {"error": str(res), "error_kind": getattr(res, "kind", "error")}
+
+
+def _internal(e: Exception, what: str) -> InternalError:
+    log.exception(what)
+    return InternalError(f"internal error: {type(e).__name__}: {e}")
 
 
 def sample_values(sid: str, res: ImageResult, out_dir: str, target_id: dict, exp_keys) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import fiftyone as fo
@@ -72,21 +72,46 @@ def _add_samples(
     """Add in batches so a large source never sits in memory as one list."""
     buf: list[fo.Sample] = []
     n = 0
-    for s in samples:
-        if max_samples is not None and n >= max_samples:
-            break
-        buf.append(s)
-        n += 1
-        if len(buf) >= _BATCH:
+    try:
+        for s in samples:
+            if max_samples is not None and n >= max_samples:
+                break
+            buf.append(s)
+            n += 1
+            if len(buf) >= _BATCH:
+                ds.add_samples(buf)
+                buf = []
+        if buf:
             ds.add_samples(buf)
-            buf = []
-    if buf:
-        ds.add_samples(buf)
+    except BaseException:  # a failed import never leaves a half-made dataset behind
+        _discard(ds)
+        raise
     return n
 
 
+def _discard(ds: fo.Dataset) -> None:
+    name = ds.name
+    try:
+        fo.delete_dataset(name)
+    except Exception:  # the database itself failed: the original error says so
+        log.warning("could not delete the partly imported dataset %r", name)
+
+
+def utf8_named(paths: Iterable[Path], skipped: list) -> Iterator[Path]:
+    """``paths`` whose names are valid UTF-8 (FiftyOne stores paths as UTF-8); the others
+    are appended to ``skipped`` (they used to fail the whole import with a traceback)."""
+    for p in paths:
+        try:
+            str(p).encode("utf-8")
+        except UnicodeEncodeError:
+            skipped.append(p)
+            continue
+        yield p
+
+
 def _finish(
-    ds: fo.Dataset, label_field: str, source: str, kind: str, gt: tuple[str, dict] | None = None
+    ds: fo.Dataset, label_field: str, source: str, kind: str, gt: tuple[str, dict] | None = None,
+    skipped: int = 0,
 ) -> fo.Dataset:
     """Record the class list, the GT mask targets (``gt = (field, targets)``), each image's
     metadata and the provenance."""
@@ -94,6 +119,15 @@ def _finish(
         name = ds.name
         fo.delete_dataset(name)
         raise ConfigError(f"no images found in {source} ({kind})")
+    try:
+        _finish_document(ds, label_field, source, kind, gt, skipped)
+    except BaseException:
+        _discard(ds)
+        raise
+    return ds
+
+
+def _finish_document(ds, label_field, source, kind, gt, skipped) -> None:
     ds.compute_metadata(progress=False)  # image sizes for the App and for exports
     # the dataset is already visible by name (the App, a label run): its document changes
     # under the schema lock, as every other writer's do
@@ -107,9 +141,11 @@ def _finish(
             ds.classes = {**ds.classes, label_field: sorted(ds.distinct(path))}
         if gt:
             ds.mask_targets = {**ds.mask_targets, gt[0]: gt[1]}
-        ds.info = {**ds.info, "ewc_import": {"kind": kind, "source": str(source), "label_field": label_field}}
+        info = {"kind": kind, "source": str(source), "label_field": label_field}
+        if skipped:
+            info["skipped_names"] = skipped
+        ds.info = {**ds.info, "ewc_import": info}
         ds.save()
-    return ds
 
 
 def _is_image(p: Path) -> bool:

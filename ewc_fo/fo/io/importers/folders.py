@@ -21,6 +21,7 @@ from ewc_fo.fo.io.importers._common import (
     log,
     make_label,
     new_dataset,
+    utf8_named,
 )
 from ewc_fo.runtime.errors import ConfigError
 
@@ -42,9 +43,10 @@ def import_folder(
     lj = Path(labels_json) if labels_json else root / "labels.json"
     table, multi = _read_labels_json(lj) if lj.is_file() else ({}, False)
     ds = new_dataset(name, overwrite)
+    skipped: list[Path] = []
 
     def gen() -> Iterator[fo.Sample]:
-        for p in sorted(root.rglob("*")):
+        for p in utf8_named(sorted(root.rglob("*")), skipped):
             if not _is_image(p):
                 continue
             rel = p.relative_to(root).as_posix()
@@ -52,7 +54,8 @@ def import_folder(
             yield labeled_sample(p, label_field, labels, multi)
 
     _add_samples(ds, gen(), max_samples)
-    return _finish(ds, label_field, str(root), "folder")
+    _warn_skipped(skipped, root)
+    return _finish(ds, label_field, str(root), "folder", skipped=len(skipped))
 
 
 def import_classdirs(
@@ -74,16 +77,32 @@ def import_classdirs(
     ]
     ds = new_dataset(name, overwrite)
 
+    skipped: list[Path] = []
+
     def gen() -> Iterator[fo.Sample]:
-        for split, cdir in groups:
-            for p in sorted(cdir.rglob("*")):
+        for split, cdir in utf8_named_groups(groups, skipped):
+            for p in utf8_named(sorted(cdir.rglob("*")), skipped):
                 if _is_image(p):
                     s = fo.Sample(filepath=str(p.resolve()), tags=[split] if split else [])
                     s[label_field] = make_label([cdir.name], multi=False)
                     yield s
 
     _add_samples(ds, gen(), max_samples)
-    return _finish(ds, label_field, str(root), "classdirs")
+    _warn_skipped(skipped, root)
+    return _finish(ds, label_field, str(root), "classdirs", skipped=len(skipped))
+
+
+def utf8_named_groups(groups, skipped: list):
+    """Class folders whose names are UTF-8 (a class name is stored as text)."""
+    for split, cdir in groups:
+        if next(utf8_named([cdir], skipped), None) is not None:
+            yield split, cdir
+
+
+def _warn_skipped(skipped: list[Path], root: Path) -> None:
+    if skipped:
+        log.warning("%d files or folders in %s have names that are not valid UTF-8 and were skipped "
+                    "(rename them to import them)", len(skipped), root)
 
 
 _PATH_COLS = ("filepath", "path", "image", "file", "filename", "image_path")
