@@ -179,3 +179,38 @@ def test_model_run_resumes_after_sigkill_bit_identically(run, tmp_path):
     for k in want:
         assert np.array_equal(got[k][0], want[k][0]), k
         assert got[k][1:] == want[k][1:], k
+
+
+def test_cli_trains_and_names_bad_input(run, tmp_path, capsys):
+    from ewc_fo.cli import main
+
+    ds, model, _ = run
+    out = tmp_path / "cli.safetensors"
+    assert main(["train-seg", ds.name, "--run", "nope", "--out", str(out)]) == 2
+    assert "no ewc-fo run 'nope'" in capsys.readouterr().err
+    assert main(["train-seg", ds.name, "--run", "ewc", "--out", str(out), "--input-size", "100"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
+    assert main(["train-seg", ds.name, "--run", "ewc", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "too few trusted samples" in err and "\n" not in err and not out.exists()
+    assert main(["train-seg", ds.name, "--run", "ewc", "--out", str(out), "--input-size", "96", "--epochs", "1",
+                 "--tune-epochs", "0", "--min-samples", "2", "--threads", "1"]) == 0
+    assert "trained on 8 images of run 'ewc'" in capsys.readouterr().out
+    assert read_seg_metadata(out)["trainable_prefixes"] == ["decoder"]
+    # a model for other classes: one line, nothing declared
+    meta = read_seg_metadata(out)
+    other = tmp_path / "other.safetensors"
+    from ewc_fo.models.seg_checkpoint import load_seg_model, save_seg_model
+
+    m, _ = load_seg_model(out)
+    import torch
+
+    m.decoder.cls = torch.nn.Conv2d(m.decoder.cls.in_channels, 3, 1)
+    save_seg_model(m, {**meta, "class_names": ["cat", "dog"]}, other)
+    assert main(["label", ds.name, "--label-field", "labels", "--prefix", "other",
+                 "--segmentation-model", str(other)]) == 2
+    assert "none of the dataset's classes" in capsys.readouterr().err
+    assert "other_confidence" not in ds.get_field_schema()
+    assert main(["label", ds.name, "--label-field", "labels", "--segmentation-model",
+                 str(tmp_path / "absent.safetensors")]) == 2
+    assert "segmentation model not found" in capsys.readouterr().err
