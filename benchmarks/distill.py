@@ -98,13 +98,35 @@ def scores(view, mask_field: str, gt_field: str, gt_names: list[str], targets: d
     return cm, ious
 
 
+def write_table(args, ds, ids, rows, ewc_ips, cfg, encode_s, out) -> None:
+    """Print and save the table (after every variant: a long run leaves what it measured)."""
+    from ewc_fo.metrics import auroc_bad, spearman
+
+    lines = [f"# Distillation on {ds.name} ({len(ids)} images, {args.folds}-fold cross-fitted)", "",
+             "| masks | mIoU | conf. AUROC (IoU<0.5) | conf. Spearman | images/s | vs EWC |",
+             "|---|---|---|---|---|---|"]
+    for name, (cm, iou, conf, speed) in rows.items():
+        keys = [k for k in iou if conf.get(k) is not None]
+        c = np.array([conf[k] for k in keys], float)
+        v = np.array([iou[k] for k in keys], float)
+        ips = ewc_ips if speed is None else speed[0]
+        lines.append(f"| {name} | {100 * cm.miou():.1f}% | {auroc_bad(c, v):.3f} | {spearman(c, v):.3f} | "
+                     f"{ips:.2f} | {ips / ewc_ips:.1f}x |")
+    settings = {"folds": args.folds, "train": cfg.__dict__, "min_confidence": args.min_confidence,
+                "encode_seconds": round(encode_s, 1), "ewc_images_timed": args.ewc_images,
+                "train_seconds": {k: round(r[3][1], 1) for k, r in rows.items() if r[3]},
+                "torch_threads": __import__("torch").get_num_threads(), "load": os.getloadavg()}
+    md = "\n".join(lines + ["", "```json", json.dumps(settings, indent=1, default=str), "```", ""])
+    print(md)
+    (out / "distill.md").write_text(md)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     import ewc_fo
     from ewc_fo.engine.seg_labeler import SegModelLabeler
     from ewc_fo.fo.train_seg import read_training_set
-    from ewc_fo.metrics import auroc_bad, spearman
     from ewc_fo.models.classifier import IMAGENET_MEAN, IMAGENET_STD
     from ewc_fo.models.seg_checkpoint import save_seg_model
     from ewc_fo.models.seg_train import SegTrainConfig, encode_images, train_segnet
@@ -127,6 +149,21 @@ def main(argv=None) -> int:
     cm_p, iou_p = scores(view, f"{args.run}_mask", args.gt_field, gt_names, ds.mask_targets[f"{args.run}_mask"])
     conf_p = dict(zip(ids, view.values(f"{args.run}_confidence")))
     rows["pseudo-masks (EWC + GrabCut)"] = (cm_p, iou_p, conf_p, None)
+    # EWC's speed in this process, same classifier settings as the run, on a few images
+    ewc_view = view.limit(args.ewc_images).clone()
+    from ewc_fo.fo.fit import fit
+    from ewc_fo.fo.runs import record as runs
+    from ewc_fo.models.registry import load_classifier
+
+    used = (runs.get_run(ds, args.run) or {}).get("method", {}).get("classifier", {}).get("checkpoint")
+    clf = load_classifier(used) if used and os.path.isfile(used) else \
+        fit(ds, args.label_field, fit_size=448, input_size=448)
+    t = time.perf_counter()
+    s = ewc_fo.label(ewc_view, args.label_field, prefix="ewctime", classifier=clf, segmenter="grabcut",
+                     output_dir=tempfile.mkdtemp())
+    ewc_ips = s.succeeded / (time.perf_counter() - t)
+    ewc_view.delete()
+
     variants = [("trained (trust weights)", False)] + ([("trained (uniform weights)", True)] if args.uniform else [])
     for name, uniform in variants:
         cm_all, iou_all, conf_all, label_s, train_s, n_lab = None, {}, {}, 0.0, 0.0, 0
@@ -155,39 +192,8 @@ def main(argv=None) -> int:
             iou_all.update(iou)
             conf_all.update(zip(held.values("id"), held.values(f"{prefix}_confidence")))
         rows[name] = (cm_all, iou_all, conf_all, (n_lab / label_s, train_s))
+        write_table(args, ds, ids, rows, ewc_ips, cfg, encode_s, out)
 
-    # EWC's speed in this process, same classifier settings as the run, on a few images
-    ewc_view = view.limit(args.ewc_images).clone()
-    from ewc_fo.fo.fit import fit
-    from ewc_fo.fo.runs import record as runs
-    from ewc_fo.models.registry import load_classifier
-
-    used = (runs.get_run(ds, args.run) or {}).get("method", {}).get("classifier", {}).get("checkpoint")
-    clf = load_classifier(used) if used and os.path.isfile(used) else \
-        fit(ds, args.label_field, fit_size=448, input_size=448)
-    t = time.perf_counter()
-    s = ewc_fo.label(ewc_view, args.label_field, prefix="ewctime", classifier=clf, segmenter="grabcut",
-                     output_dir=tempfile.mkdtemp())
-    ewc_ips = s.succeeded / (time.perf_counter() - t)
-    ewc_view.delete()
-
-    lines = [f"# Distillation on {ds.name} ({len(ids)} images, {args.folds}-fold cross-fitted)", "",
-             "| masks | mIoU | conf. AUROC (IoU<0.5) | conf. Spearman | images/s | vs EWC |",
-             "|---|---|---|---|---|---|"]
-    for name, (cm, iou, conf, speed) in rows.items():
-        keys = [k for k in iou if conf.get(k) is not None]
-        c = np.array([conf[k] for k in keys], float)
-        v = np.array([iou[k] for k in keys], float)
-        ips = ewc_ips if speed is None else speed[0]
-        lines.append(f"| {name} | {100 * cm.miou():.1f}% | {auroc_bad(c, v):.3f} | {spearman(c, v):.3f} | "
-                     f"{ips:.2f} | {ips / ewc_ips:.1f}x |")
-    settings = {"folds": args.folds, "train": cfg.__dict__, "min_confidence": args.min_confidence,
-                "encode_seconds": round(encode_s, 1), "ewc_images_timed": args.ewc_images,
-                "train_seconds": {k: round(r[3][1], 1) for k, r in rows.items() if r[3]},
-                "torch_threads": __import__("torch").get_num_threads(), "load": os.getloadavg()}
-    md = "\n".join(lines + ["", "```json", json.dumps(settings, indent=1, default=str), "```", ""])
-    print(md)
-    (out / "distill.md").write_text(md)
     return 0
 
 
