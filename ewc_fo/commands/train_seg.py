@@ -30,8 +30,8 @@ def add_parser(sub) -> None:
                    help="fewest trusted images a class needs (else a one-line error naming it)")
     p.add_argument("--input-size", type=chk.input_size, default=320, metavar="PX",
                    help="square side images are resized to (a multiple of 32)")
-    p.add_argument("--epochs", type=chk.positive_int, default=40, help="decoder epochs on cached features")
-    p.add_argument("--tune-epochs", type=chk.non_negative_int, default=3,
+    p.add_argument("--epochs", type=chk.positive_int, default=20, help="decoder epochs on cached features")
+    p.add_argument("--tune-epochs", type=chk.non_negative_int, default=0,
                    help="epochs tuning the encoder's last stage with the decoder")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, order and flips")
     p.add_argument("--threads", type=chk.positive_int, default=None, help="torch threads (default: every core)")

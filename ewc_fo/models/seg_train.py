@@ -45,8 +45,8 @@ class SegTrainConfig:
 
     input_size: int = 320
     width: int = 64
-    epochs: int = 40
-    tune_epochs: int = 3
+    epochs: int = 20
+    tune_epochs: int = 0
     lr: float = 3e-3
     tune_lr: float = 3e-4
     weight_decay: float = 1e-4
