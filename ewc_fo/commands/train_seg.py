@@ -53,13 +53,14 @@ def check_args(args) -> None:
 def run(args) -> int:
     check_args(args)
     view = select_view(load_view(args.dataset, args.view), args, None)
-    chk.check_device(args.device)
-
-    from ewc_fo.fo.train_seg import read_training_set, train_segmenter
-    from ewc_fo.models.seg_train import SegTrainConfig
+    from ewc_fo.fo.train_seg import read_training_set
 
     read_training_set(view, args.run, min_confidence=args.min_confidence,
-                      min_samples_per_class=args.min_samples)  # bad input: one line, before torch work
+                      min_samples_per_class=args.min_samples)  # the run and its trust: before torch
+    chk.check_device(args.device)
+
+    from ewc_fo.fo.train_seg import train_segmenter
+    from ewc_fo.models.seg_train import SegTrainConfig
     cfg = SegTrainConfig(input_size=args.input_size, epochs=args.epochs, tune_epochs=args.tune_epochs,
                          seed=args.seed)
     _, meta = train_segmenter(view, run=args.run, out=args.out, min_confidence=args.min_confidence,
