@@ -5,6 +5,7 @@ Python API (imports are lazy so ``import ewc_fo`` stays fast):
 - :func:`label` — run EWC on a dataset/view (``ewc_fo.fo.runs.label.label``);
 - :func:`triage_views` — the review views, worst first;
 - :func:`fit` — fit a classifier from the dataset's image-level labels;
+- :func:`train_segmenter` — train a fast segmentation model on a run's trusted masks;
 - :func:`evaluate` — compare masks with ground truth;
 - :func:`export_coco`, :func:`export_voc` — write the masks out;
 - ``ewc_fo.engine`` — the host-agnostic method (no FiftyOne import).
@@ -22,6 +23,7 @@ _LAZY = {
     "triage_views": "ewc_fo.fo.review.views",
     "triage_view": "ewc_fo.fo.review.views",
     "fit": "ewc_fo.fo.fit",
+    "train_segmenter": "ewc_fo.fo.train_seg",
     "evaluate": "ewc_fo.fo.review.evaluate",
     "export_coco": "ewc_fo.fo.io.export",
     "export_voc": "ewc_fo.fo.io.export",

@@ -3,4 +3,4 @@
 Keeping one module per subcommand lets ``ewc_fo.cli`` stay a thin dispatcher.
 """
 
-COMMANDS = ["create", "fit", "label", "summary", "evaluate", "annotate", "export", "app", "demo", "doctor"]
+COMMANDS = ["create", "fit", "train_seg", "label", "summary", "evaluate", "annotate", "export", "app", "demo", "doctor"]

@@ -44,6 +44,10 @@ def add_parser(sub) -> None:
     p.add_argument("--classifier", default=None,
                    help="efficientnet_lite0/1/2, torchvision:<name>, timm:<name> or a checkpoint from `ewc-fo fit` "
                    "(default: the last classifier `ewc-fo fit` wrote for this dataset, else efficientnet_lite0)")
+    p.add_argument("--segmentation-model", default=None, metavar="FILE",
+                   help="label with a model from `ewc-fo train-seg` instead of EWC: one forward pass "
+                   "per image, same fields, files and resume; classifier, segmenter and method options "
+                   "are then unused (docs/distill.md)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a classifier checkpoint that needs unpickling (can run code: trusted files only)")
     p.add_argument("--segmenter", default="auto", choices=["auto", "sam2", "sam-onnx", "grabcut"],
@@ -143,6 +147,13 @@ def check_args(args) -> None:
         raise ConfigError(f"{', '.join(ray_only)} only apply with --ray (an in-process run has one worker)")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
+    if getattr(args, "segmentation_model", None):
+        if args.ray:
+            raise ConfigError("--segmentation-model runs in-process: it needs no --ray")
+        from ewc_fo.models.seg_checkpoint import read_seg_metadata
+
+        args.known_classes = tuple(read_seg_metadata(args.segmentation_model)["class_names"])
+        return
     args.known_classes = chk.classifier_classes(args.classifier) if args.classifier else None
 
 
@@ -160,7 +171,7 @@ def build_config(args):
 def run(args) -> int:
     check_args(args)  # no FiftyOne, no torch yet
     view = load_view(args.dataset, args.view)
-    if not args.classifier:  # the dataset's own fitted classifier, else ImageNet's: say which
+    if not args.classifier and not args.segmentation_model:  # the dataset's own fitted classifier, else ImageNet's: say which
         from ewc_fo.fo.fitted import default_classifier
 
         args.classifier, line = default_classifier(view._dataset)
@@ -168,7 +179,8 @@ def run(args) -> int:
         args.known_classes = chk.classifier_classes(args.classifier)
     kind = check_label_field(view, args.label_field)
     view = select_view(view, args, args.label_field)
-    check_classes(view_classes(view, args.label_field, kind), args.known_classes, args.classifier)
+    check_classes(view_classes(view, args.label_field, kind), args.known_classes,
+                  args.segmentation_model or args.classifier)
     chk.check_device(args.device)  # imports torch; nothing is loaded or declared yet
 
     from ewc_fo.fo.runs.label import label
@@ -176,8 +188,17 @@ def run(args) -> int:
     from ewc_fo.runtime.budget import Limits
     from ewc_fo.segmenters import create_segmenter
 
-    cfg = build_config(args)
     limits = Limits(sample_timeout_s=args.sample_timeout or None, max_classes=args.max_classes)
+    if args.segmentation_model:
+        from ewc_fo.engine.seg_labeler import SegModelLabeler
+
+        model = SegModelLabeler(args.segmentation_model, device=args.device, limits=limits)
+        summary = label(view, args.label_field, prefix=args.prefix, segmentation_model=model,
+                        batch_size=args.batch_size, overwrite=args.overwrite, output_dir=args.output_dir,
+                        limits=limits, wait_s=args.wait)
+        print(summary)
+        return _exit_code(summary)
+    cfg = build_config(args)
     if args.ray:
         from ewc_fo.distributed.ray_runner import label_on_ray
 

@@ -26,7 +26,8 @@ def test_bad_options_are_refused():
 
 def test_old_import_paths_still_work():
     from ewc_fo.engine.classifier import load_classifier
-    from ewc_fo.engine.pipeline import EWC, EWCConfig as OldConfig
+    from ewc_fo.engine.pipeline import EWC
+    from ewc_fo.engine.pipeline import EWCConfig as OldConfig
     from ewc_fo.engine.segmenters import GrabCutSegmenter, create_segmenter
     from ewc_fo.models.registry import load_classifier as new_load
     from ewc_fo.segmenters import create_segmenter as new_create

@@ -38,6 +38,7 @@ from ewc_fo.models.classifier import Classifier
 from ewc_fo.runtime.budget import Limits
 from ewc_fo.runtime.errors import (
     AlreadyLabeledError,
+    ConfigError,
     DatabaseUnavailableError,
     EnvironmentFaultError,
 )
@@ -70,6 +71,7 @@ def label(
     gpus_per_worker: float = 0.0,
     threads_per_worker: int | None = None,
     wait_s: float = 0.0,
+    segmentation_model=None,
 ) -> LabelSummary:
     """Run EWC on every sample of ``samples`` that this run has not finished yet.
 
@@ -97,11 +99,22 @@ def label(
             keeps results bit-identical to an in-process run); see docs/scale.md.
         wait_s: if another process is running this prefix on this dataset, wait up to this
             many seconds for it before raising :class:`RunInProgressError` (docs/concurrency.md).
+        segmentation_model: a model from ``ewc-fo train-seg`` (path or
+            :class:`~ewc_fo.engine.seg_labeler.SegModelLabeler`) labels alone instead of EWC:
+            one forward pass per image, the same fields, files and resume (docs/distill.md).
     """
     # ---- validate everything before touching the database: bad input writes nothing
     runs.check_prefix(prefix)
     _check_numbers(batch_size=batch_size, write_every=write_every, flush_seconds=flush_seconds,
                    max_samples=max_samples, wait_s=wait_s)
+    engine = None
+    if segmentation_model is not None:
+        if ray_address:
+            raise ConfigError("--segmentation-model runs in-process: it needs no Ray cluster")
+        from ewc_fo.engine.seg_labeler import SegModelLabeler
+
+        engine = segmentation_model if isinstance(segmentation_model, SegModelLabeler) else \
+            SegModelLabeler(str(segmentation_model), limits=limits)
     if ray_address:
         from ewc_fo.distributed.ray_runner import label_on_ray
 
@@ -122,7 +135,7 @@ def label(
                 plan = prepare_run(samples, label_field, prefix=prefix, classifier=classifier,
                                    segmenter=segmenter, sam2_checkpoint=sam2_checkpoint, config=config,
                                    batch_size=batch_size, overwrite=overwrite, output_dir=output_dir,
-                                   limits=limits)
+                                   limits=limits, engine=engine)
             except AlreadyLabeledError:
                 if not getattr(claim, "waited", False):
                     raise

@@ -83,10 +83,14 @@ def prepare_run(
     overwrite: bool,
     output_dir: str | None,
     limits: Limits | None = None,
+    engine=None,
 ) -> RunPlan:
     """Check ownership and settings, declare every output field and save the run record:
     all schema changes happen here, before any batch runs (concurrent field additions
-    race in FiftyOne, voxel51/fiftyone#3185)."""
+    race in FiftyOne, voxel51/fiftyone#3185).
+
+    ``engine``: anything with EWC's ``run``/``describe``/``explainers``/``clf`` to label with
+    instead of EWC (a trained segmentation model, ``engine/seg_labeler.py``)."""
     runs.check_prefix(prefix)
     _check_numbers(batch_size=batch_size)
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
@@ -97,11 +101,14 @@ def prepare_run(
     if label_field.startswith(f"{prefix}_"):
         raise ConfigError(f"label field {label_field!r} uses the run prefix {prefix!r}; pick another prefix")
 
-    clf = classifier if isinstance(classifier, Classifier) else load_classifier(classifier)
-    cfg = config or EWCConfig()
-    seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(segmenter, checkpoint=sam2_checkpoint)
-    ewc = EWC(clf, seg, cfg, limits)
-    if cfg.objectness or cfg.objectness_labels:
+    if engine is not None:
+        ewc, clf, cfg, engine_name = engine, engine.clf, EWCConfig(), engine.name
+    else:
+        clf = classifier if isinstance(classifier, Classifier) else load_classifier(classifier)
+        cfg = config or EWCConfig()
+        seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(segmenter, checkpoint=sam2_checkpoint)
+        ewc, engine_name = EWC(clf, seg, cfg, limits), seg.name
+    if engine is None and (cfg.objectness or cfg.objectness_labels):
         from ewc_fo.models.objectness import require_objectness
 
         require_objectness()  # fetched, or a clear error, before any field is declared
@@ -181,7 +188,7 @@ def prepare_run(
     all_ids = samples.values("id")
     todo = set(samples.exists(names["confidence"], False).exists(names["error"], False).values("id"))
     summary = LabelSummary(prefix=prefix, total=len(all_ids), skipped_done=len(all_ids) - len(todo),
-                           segmenter=seg.name, output_dir=out_dir)
+                           segmenter=engine_name, output_dir=out_dir)
     return RunPlan(samples=samples, dataset=dataset, label_field=label_field, kind=kind, prefix=prefix,
                    ewc=ewc, clf=clf, names=names, exp_keys=exp_keys, target_id=target_id,
                    out_dir=out_dir, batch_size=batch_size, record=record, all_ids=all_ids, todo=todo,
