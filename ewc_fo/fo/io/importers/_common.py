@@ -16,7 +16,7 @@ from ewc_fo.fo.io.classes import VOC_CLASSES  # noqa: F401  (re-exported by ewc_
 from ewc_fo.fo.io.export import safe_name
 from ewc_fo.fo.review.summary import exact_count
 from ewc_fo.fo.runs.claims import schema_lock
-from ewc_fo.runtime.errors import ConfigError
+from ewc_fo.runtime.errors import ConfigError, SchemaBusyError
 
 log = logging.getLogger("ewc_fo.fo.io.importers")
 
@@ -121,6 +121,8 @@ def _finish(
         raise ConfigError(f"no images found in {source} ({kind})")
     try:
         _finish_document(ds, label_field, source, kind, gt, skipped)
+    except SchemaBusyError:  # refused before changing anything: the samples are whole, keep them
+        raise
     except BaseException:
         _discard(ds)
         raise
