@@ -269,7 +269,9 @@ def test_paths_from_labels_and_names_stay_inside(tmp_path):
     before = _files(tmp_path)
     out = tmp_path / "x" / "out"
     export_coco(ds, out / "coco")
-    export_voc(ds, out / "voc", split="../../evil")
+    with pytest.raises(ConfigError, match="not a plain name"):  # refused, not renamed (issue 23)
+        export_voc(ds, out / "voc", split="../../evil")
+    export_voc(ds, out / "voc", split="evil")
     after = _files(tmp_path) - before
     assert after and all(out in p.parents for p in after)
     assert all(".." not in p.name for p in after)
