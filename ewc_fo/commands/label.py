@@ -161,7 +161,6 @@ def build_config(args):
     """The method's settings from the flags (checked by the CLI's own rules first, for its messages)."""
     from ewc_fo.engine.config import OPTIONS, config_from_options
 
-    chk.check_explainers(args.explainers)
     chk.check_prompts(args.fg_threshold, args.bg_threshold, args.box_threshold)
     opts = {k: getattr(args, k, None) for k in OPTIONS}
     opts["explainers"] = chk.check_explainers(args.explainers)
