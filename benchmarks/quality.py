@@ -77,6 +77,8 @@ def parse_args(argv=None):
                    help="label map from objectness at this threshold (0 = off)")
     p.add_argument("--proposal-grid", type=int, default=None,
                    help="SAM proposals labelled by the maps: n x n point grid (0 = off; sam-onnx)")
+    p.add_argument("--proposal-objectness", default=None, choices=["on", "off"],
+                   help="objectness as the proposals' second vote (default: on where U²-Net-p is installed)")
     p.add_argument("--proposal-threshold", type=float, default=None,
                    help="mean fused evidence a proposal needs for a class (else background)")
     p.add_argument("--backbone", default="efficientnet_lite0", help="what `ewc-fo fit --backbone` takes")
@@ -94,7 +96,8 @@ def build_config(args):
     from ewc_fo.engine.config import OPTIONS, config_from_options
 
     explainers = args.explainers.split(",") if args.explainers else None
-    opts = {**{k: getattr(args, k, None) for k in OPTIONS}, "explainers": explainers}
+    opts = {**{k: getattr(args, k, None) for k in OPTIONS}, "explainers": explainers,
+            "proposal_objectness": {"on": True, "off": False}.get(args.proposal_objectness)}
     cfg = replace(config_from_options(**opts), keep_explainer_masks=True)
     if args.scales or args.flip:
         scales = tuple(float(x) for x in args.scales.split(",")) if args.scales else cfg.scales
@@ -128,14 +131,17 @@ def resize_linear(a: np.ndarray, shape) -> np.ndarray:
 
 
 def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", refine: str = "none",
-              objectness_labels: float = 0.0):
+              objectness_labels: float = 0.0, proposals: tuple[float, bool] | None = None):
     """Confusion matrices for every row from the stored maps and explainer masks; with a
     refinement stage, each explainer's masks go through it too, and with labels from
-    objectness each explainer's map labels the stored objectness (the same stage as the fused row).
+    objectness each explainer's map labels the stored objectness (the same stage as the fused row);
+    with SAM proposals (``proposals = (threshold, objectness vote)``) each explainer's map labels
+    the run's stored proposals (the same proposals as the fused row: clicked from the fused map).
 
     ``gt_names[i]`` names ground-truth id ``i`` (ids need not be contiguous: COCO's are not);
     a classifier class with no ground-truth id counts as wrong wherever it is predicted."""
     from ewc_fo.engine.maps import merge, salient_labels
+    from ewc_fo.engine.proposals import label_proposals
     from ewc_fo.engine.refine import refine_labels
     from ewc_fo.metrics import ConfusionMatrix
     from ewc_fo.runtime.images import load_image
@@ -159,7 +165,20 @@ def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", ref
             cms = alone.setdefault(n, {t: ConfusionMatrix(C) for t in THRESHOLDS})
             for t in THRESHOLDS:
                 cms[t].update(irn_label(m, ids, t), gt)
-        if objectness_labels > 0 and "objectness" in z:
+        if proposals is not None and "proposals" in z:
+            thr, vote = proposals
+            pm = np.unpackbits(z["proposals"], axis=-1, count=int(z["proposals_width"])).astype(bool)
+            props = list(zip(pm, z["proposal_qualities"].tolist()))
+            obj = z["objectness"].astype(np.float32) / 255 if vote and "objectness" in z else None
+            em = np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
+            for k, n in enumerate(names):
+                hw = maps[k].shape[1:]
+                base = salient_labels(maps[k], obj, objectness_labels or thr, hw, z["probabilities"]) \
+                    if obj is not None else merge(maps[k], list(em[k]), hw, strengths=z["probabilities"])
+                lm = label_proposals(maps[k], props, thr, hw, z["probabilities"], base, obj)
+                lab = resize_nearest(np.concatenate([[0], ids])[lm], gt.shape)
+                seg.setdefault(n, ConfusionMatrix(C)).update(lab, gt)
+        elif objectness_labels > 0 and "objectness" in z:
             # labels from objectness: each explainer's own map through the same stage as the fused one
             obj = z["objectness"].astype(np.float32) / 255
             for k, n in enumerate(names):
@@ -227,8 +246,10 @@ def main(argv=None) -> int:
     report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field=args.gt_field)
     targets = {int(k): str(v) for k, v in ds.mask_targets[args.gt_field].items() if int(k) != 255}
     gt_names = [targets.get(i, "background" if i == 0 else str(i)) for i in range(max(targets) + 1)]
+    vote = cfg.proposal_objectness if cfg.proposal_objectness is not None else _objectness_installed()
     alone, segcm = ablations(view, args.gt_field, gt_names, refine=cfg.refine,
-                             objectness_labels=cfg.objectness_labels)
+                             objectness_labels=cfg.objectness_labels,
+                             proposals=(cfg.proposal_threshold, vote))
 
     conf = np.array(view.values("ewc_confidence"), dtype=float)
     agree = np.array(view.values("ewc_agreement"), dtype=float)
@@ -255,7 +276,9 @@ def main(argv=None) -> int:
         "explainers": list(cfg.explainers), "prompts": cfg.prompts.__dict__, "score": cfg.score.__dict__,
         "class_competition": cfg.class_competition, "mask_weight": cfg.mask_weight,
         "draft_quality": cfg.draft_quality, "refine": cfg.refine, "objectness": cfg.objectness,
-        "objectness_labels": cfg.objectness_labels, "scales": list(cfg.scales), "flip": cfg.flip,
+        "objectness_labels": cfg.objectness_labels, "proposal_grid": cfg.proposal_grid,
+        "proposal_objectness": cfg.proposal_objectness if cfg.proposal_objectness is not None
+        else f"auto (U²-Net-p installed: {_objectness_installed()})", "scales": list(cfg.scales), "flip": cfg.flip,
         "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
     }
     md = "\n".join([
@@ -274,6 +297,12 @@ def main(argv=None) -> int:
     if not args.no_plots:
         plots(report, conf, iou, out)
     return 0
+
+
+def _objectness_installed() -> bool:
+    from ewc_fo.models.objectness import objectness_available
+
+    return objectness_available()
 
 
 def load_data(args):

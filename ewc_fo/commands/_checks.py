@@ -130,6 +130,16 @@ def unit_float(s: str) -> float:
     return v
 
 
+def on_off(s: str) -> bool:
+    """``on`` or ``off`` (also true/false, yes/no, 1/0)."""
+    v = s.strip().lower()
+    if v in ("on", "true", "yes", "1"):
+        return True
+    if v in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be on or off, got {s}")
+
+
 def holdout(s: str) -> float:
     v = _float(s)
     if not 0 <= v < 1:

@@ -87,7 +87,10 @@ def add_parser(sub) -> None:
                    "not installed; docs/method.md 1c)")
     p.add_argument("--proposal-grid", type=int, default=None, metavar="N",
                    help="SAM proposals labelled by the maps: an N x N grid of clicks (default 8 with "
-                   "sam-onnx, off otherwise; 0 = off; docs/method.md v0.6)")
+                   "sam-onnx, off otherwise; 0 = off; docs/method.md v0.6, v0.7)")
+    p.add_argument("--proposal-objectness", type=chk.on_off, default=None, metavar="on|off",
+                   help="U²-Net-p objectness as the proposals' second vote, and its labels where no "
+                   "proposal reaches (default: on where the model is installed; docs/method.md v0.7)")
     p.add_argument("--objectness-labels", type=chk.unit_float, default=None, metavar="T",
                    help="draw the label map from objectness: pixels with U²-Net-p objectness >= T go to "
                    "the class with the most fused evidence, the rest are background (0 = off; "

@@ -70,6 +70,11 @@ class EWCConfig:
     #: a proposal's mean (probability-weighted) fused evidence must reach this for a class,
     #: else it is background; grid points need it too
     proposal_threshold: float = 0.3
+    #: objectness (U²-Net-p) as the proposals' second vote: a proposal's score for its class is
+    #: the mean of its mean fused evidence and its mean objectness, and pixels no proposal
+    #: covers take the labels from objectness at ``proposal_threshold`` (method.md v0.7).
+    #: None = on where the U²-Net-p file is installed; False = the maps alone (v0.6)
+    proposal_objectness: bool | None = None
 
     def __post_init__(self) -> None:
         # a comma-separated string is accepted for convenience ("gradcam,eigencam")
@@ -104,7 +109,7 @@ class EWCConfig:
 #: the settings a run can take by name: the CLI's ``label`` flags, the plugin's form, the benchmarks
 OPTIONS = ("explainers", "explain_size", "fg_threshold", "bg_threshold", "box_threshold", "temperature",
            "mask_weight", "class_competition", "refine", "objectness", "objectness_labels",
-           "proposal_grid", "proposal_threshold")
+           "proposal_grid", "proposal_threshold", "proposal_objectness")
 
 
 def config_from_options(base: EWCConfig | None = None, **options) -> EWCConfig:

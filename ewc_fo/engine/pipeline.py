@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -73,6 +74,9 @@ class EWC:
                               f"not {segmenter.name!r}")
         #: the proposal grid this run uses (config None: the default where the segmenter can propose)
         self.proposal_grid = (DEFAULT_PROPOSAL_GRID if can_propose else 0) if grid is None else grid
+        if self.config.proposal_objectness is None:  # resolved once, so the run records what it used
+            on = self.proposal_grid > 0 and (objectness is not None or _objectness_installed())
+            self.config = replace(self.config, proposal_objectness=on)
         for e in self.explainers:
             if e.family == "cam":
                 e.layer_name(self.clf)
@@ -223,7 +227,7 @@ class EWC:
         cfg = self.config
         if objectness is None:
             objectness = [None] * len(work)
-            if cfg.objectness > 0 or cfg.objectness_labels > 0:
+            if cfg.objectness > 0 or cfg.objectness_labels > 0 or (self.proposal_grid and cfg.proposal_objectness):
                 with self._stage("objectness"):
                     objectness = [self.objectness_of(w) for w in work]
         with self._stage("prepare"):
@@ -268,6 +272,12 @@ class EWC:
 
             self.objectness = load_objectness(None, str(self.clf.device))
         return self.objectness(work)
+
+
+def _objectness_installed() -> bool:
+    from ewc_fo.models.objectness import objectness_available
+
+    return objectness_available()
 
 
 __all__ = ["EWC", "EWCConfig", "ImageResult", "ClassResult", "DEFAULT_EXPLAINERS", "merge", "Prompt"]

@@ -37,12 +37,18 @@ def grid_points(fused: np.ndarray, strengths: Sequence[float], grid: int, level:
 
 
 def label_proposals(fused: np.ndarray, proposals: Sequence[tuple[np.ndarray, float]], threshold: float,
-                    shape: tuple[int, int], strengths: Sequence[float], base: np.ndarray) -> np.ndarray:
+                    shape: tuple[int, int], strengths: Sequence[float], base: np.ndarray,
+                    objectness: np.ndarray | None = None) -> np.ndarray:
     """Label map (H, W): each proposal mask (at the fused maps' size) goes whole to the class with
-    the most mean evidence inside it if that mean reaches ``threshold``, else to background
-    (an "inside denser than outside" rule measured 5.9 mIoU points worse: docs/method.md v0.6);
-    larger proposals first, so a smaller one inside a larger keeps its own label. Pixels no
-    proposal covers keep ``base`` (the segmenter masks' own label map)."""
+    the most mean evidence inside it if its vote reaches ``threshold``, else to background
+    (an "inside denser than outside" rule measured 5.9 mIoU points worse: docs/method.md v0.6).
+
+    The vote is the mean evidence itself, or with ``objectness`` (at the maps' size) the mean
+    of it and the proposal's mean objectness: the explainers say which class and roughly
+    where, a class-agnostic detector says whether the cut is an object at all, and either
+    alone passes a background cut (a wall, a road) that the other rejects (method.md v0.7).
+    Larger proposals first, so a smaller one inside a larger keeps its own label. Pixels no
+    proposal covers keep ``base``."""
     H, W = shape
     ev = evidence(fused, strengths)
     small = np.zeros(fused.shape[1:], np.int32) - 1  # -1: no proposal
@@ -51,7 +57,8 @@ def label_proposals(fused: np.ndarray, proposals: Sequence[tuple[np.ndarray, flo
             continue
         mean = ev[:, m].mean(1)
         c = int(mean.argmax())
-        small[m] = c + 1 if mean[c] >= threshold else 0
+        vote = mean[c] if objectness is None else (mean[c] + float(objectness[m].mean())) / 2
+        small[m] = c + 1 if vote >= threshold else 0
     if small.shape != (H, W):
         small = cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)
     return np.where(small >= 0, small, base).astype(base.dtype)

@@ -40,3 +40,6 @@ class ImageResult:
     confidence: float
     #: (h, w) class-agnostic objectness at the working size, when the run used it (method.md 1c)
     objectness: np.ndarray | None = None
+    #: [(bool (h, w) mask, predicted IoU)] SAM's proposals at the working size, kept with the
+    #: explainer masks (ablations put each explainer's map through the same proposals)
+    proposals: list[tuple[np.ndarray, float]] | None = None

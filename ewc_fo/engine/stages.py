@@ -130,7 +130,8 @@ def finish(cfg: EWCConfig, class_names: Sequence[str], st: ImageWork, final: lis
             explainer_masks={out.names[k]: st.kept[c * K + k].mask for k in range(K)}
             if st.kept is not None else None,
         ))
-    if cfg.objectness_labels > 0 and st.objectness is not None and C:
+    with_props = bool(st.proposals) and C > 0
+    if cfg.objectness_labels > 0 and st.objectness is not None and C and not with_props:
         label_map = salient_labels(fused, st.objectness, cfg.objectness_labels, (H, W), out.scores)
         small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
         obj = st.objectness if st.objectness.shape == small.shape else \
@@ -142,18 +143,31 @@ def finish(cfg: EWCConfig, class_names: Sequence[str], st: ImageWork, final: lis
             m = small == j + 1
             q = float(obj[m].mean()) if m.any() else 0.0
             r.mass_inside, r.confidence = class_confidence(agree_cls[j], q, fused[j], m, cfg.confidence_agreement)
+    elif with_props and cfg.proposal_objectness and st.objectness is not None:
+        # pixels no proposal covers: the labels from objectness (at the level of the vote)
+        base = salient_labels(fused, st.objectness, cfg.objectness_labels or cfg.proposal_threshold,
+                              (H, W), out.scores)
+        label_map = _relabel_by_proposals(cfg, st, results, base, agree_cls, _at(st.objectness, fused))
     else:
         label_map = merge(fused, [r.mask for r in results], (H, W), strengths=out.scores)
-        if st.proposals and C:
+        if with_props:
             label_map = _relabel_by_proposals(cfg, st, results, label_map, agree_cls)
     agreement_img = float(np.mean(agree_cls)) if C else 0.0
     confidence = min((r.confidence for r in results), default=0.0)
     return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence,
-                       objectness=st.objectness)
+                       objectness=st.objectness,
+                       proposals=st.proposals if cfg.keep_explainer_masks and with_props else None)
+
+
+def _at(objectness: np.ndarray, fused: np.ndarray) -> np.ndarray:
+    """The objectness map at the fused maps' size."""
+    if objectness.shape == fused.shape[1:]:
+        return objectness
+    return cv2.resize(objectness.astype(np.float32), fused.shape[:0:-1], interpolation=cv2.INTER_LINEAR)
 
 
 def _relabel_by_proposals(cfg: EWCConfig, st: ImageWork, results: list[ClassResult], base: np.ndarray,
-                          agree_cls: list) -> np.ndarray:
+                          agree_cls: list, objectness: np.ndarray | None = None) -> np.ndarray:
     """The label map from SAM's proposals (``proposals.py``); each class's mask, instances and
     confidence follow the map that is written (its fused mass inside, the proposals' quality)."""
     fused = st.fused
@@ -161,7 +175,7 @@ def _relabel_by_proposals(cfg: EWCConfig, st: ImageWork, results: list[ClassResu
               cv2.resize(m.astype(np.uint8), fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST) > 0, q)
              for m, q in st.proposals]
     H, W = base.shape
-    label_map = label_proposals(fused, props, cfg.proposal_threshold, (H, W), st.out.scores, base)
+    label_map = label_proposals(fused, props, cfg.proposal_threshold, (H, W), st.out.scores, base, objectness)
     small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
     for j, r in enumerate(results):
         m = small == j + 1

@@ -17,9 +17,19 @@ def test_late_or_silent_values_are_refused_at_once(tmp_path):
         "--threads-per-worker only apply with --ray": lab + ["--threads-per-worker", "2"],
         "--split: '../../etc' is not a plain name": exp + ["--split", "../../etc"],
         "--split: '..' is not a plain name": exp + ["--split", ".."],
+        "--proposal-objectness: must be on or off, got maybe": lab + ["--proposal-objectness", "maybe"],
     }
     results, err = _cli_in_fresh_process(list(cases.values()))
     assert len(err) == len(cases), err
     for (want, argv), res, line in zip(cases.items(), results, err):
         assert res["rc"] == 2 and not res["torch"], (argv, res, line)
         assert want in line, (want, line)
+
+
+def test_proposal_objectness_reaches_the_config():
+    from ewc_fo.cli import build_parser
+    from ewc_fo.commands.label import build_config
+
+    base = ["label", "ds", "--label-field", "labels"]
+    for flag, want in (([], None), (["--proposal-objectness", "off"], False), (["--proposal-objectness", "on"], True)):
+        assert build_config(build_parser().parse_args(base + flag)).proposal_objectness is want

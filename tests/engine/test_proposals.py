@@ -43,3 +43,21 @@ def test_each_proposal_goes_whole_to_the_class_it_holds_or_to_background():
     lab = label_proposals(fused, [(inner, 0.9), (b, 0.9)], 0.3, shape, [1.0, 1.0], base)
     assert (lab[inner] == 2).all() and (lab[b & ~inner] == 1).all()
 
+
+
+def test_objectness_is_the_second_vote_of_a_proposal():
+    """With objectness, a proposal's vote is the mean of its evidence and its objectness: warm
+    evidence on a cut no detector calls an object (a wall) is background, and a cut the
+    detector is sure of passes with weaker evidence (method.md v0.7)."""
+    shape = (40, 40)
+    fused = np.zeros((1, *shape), np.float32)
+    wall, cat = _box(shape, 0, 20, 0, 40), _box(shape, 22, 38, 5, 20)
+    fused[0][wall] = 0.4  # evidence alone would give the wall the class (0.4 >= 0.3)
+    fused[0][cat] = 0.25  # ... and not the cat (0.25 < 0.3)
+    obj = np.zeros(shape, np.float32)
+    obj[cat] = 0.9
+    base = np.zeros(shape, np.uint8)
+    alone = label_proposals(fused, [(wall, 0.9), (cat, 0.9)], 0.3, shape, [1.0], base)
+    assert (alone[wall] == 1).all() and (alone[cat] == 0).all()
+    both = label_proposals(fused, [(wall, 0.9), (cat, 0.9)], 0.3, shape, [1.0], base, objectness=obj)
+    assert (both[wall] == 0).all() and (both[cat] == 1).all()

@@ -79,3 +79,12 @@ def test_sam_proposals_labelled_by_the_maps():
     assert EWC(clf, seg).proposal_grid == 8 and EWC(clf, create_segmenter("grabcut")).proposal_grid == 0
     with pytest.raises(ConfigError, match="proposals"):
         EWC(clf, create_segmenter("grabcut"), EWCConfig(proposal_grid=8))
+    # objectness is the proposals' second vote where U²-Net-p is installed; a run records
+    # what it used, and False keeps the maps alone
+    from ewc_fo.models.objectness import objectness_available
+
+    assert ewc.config.proposal_objectness is objectness_available()
+    assert EWC(clf, seg, EWCConfig(proposal_objectness=False)).config.proposal_objectness is False
+    assert EWC(clf, create_segmenter("grabcut")).config.proposal_objectness is False
+    if objectness_available():
+        assert ewc.timings["objectness"] > 0

@@ -108,7 +108,8 @@ def prepare_run(
         cfg = config or EWCConfig()
         seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(segmenter, checkpoint=sam2_checkpoint)
         ewc, engine_name = EWC(clf, seg, cfg, limits), seg.name
-    if engine is None and (cfg.objectness or cfg.objectness_labels):
+    if engine is None and (cfg.objectness or cfg.objectness_labels
+                           or (ewc.proposal_grid and ewc.config.proposal_objectness)):
         from ewc_fo.models.objectness import require_objectness
 
         require_objectness()  # fetched, or a clear error, before any field is declared

@@ -128,6 +128,10 @@ def sample_values(sid: str, res: ImageResult, out_dir: str, target_id: dict, exp
         # each explainer's own mask (ablations): (K, C, h, w) bits at the working size
         em = np.stack([np.stack([c.explainer_masks[n] for c in res.classes]) for n in res.explainer_names])
         extra = {"explainer_masks": np.packbits(em, axis=-1), "explainer_masks_width": em.shape[-1]}
+    if res.proposals:  # SAM's proposals at the working size (ablations: each map through them)
+        pm = np.stack([m for m, _ in res.proposals])
+        extra.update(proposals=np.packbits(pm, axis=-1), proposals_width=pm.shape[-1],
+                     proposal_qualities=np.array([q for _, q in res.proposals], np.float32))
     if res.objectness is not None:  # what labels from objectness drew the mask from (review, ablations)
         extra["objectness"] = np.round(np.clip(res.objectness, 0, 1) * 255).astype(np.uint8)
     _atomic_npz(maps_path, maps=maps8, fused=fused8, names=np.array(res.explainer_names),
