@@ -116,7 +116,7 @@ def dump(a) -> None:
     fields = sorted(f for f in ds.get_field_schema() if f.startswith("ewc_"))
     # not len(ds): MongoDB's estimated count, 0 after the database was killed
     out = {"n_samples": len(ds.values("id")), "fields": fields, "status": rec.get("status"),
-           "views": rec.get("views"), "samples": {}}
+           "views": rec.get("views"), "segmenter": (rec.get("segmenter") or {}).get("name"), "samples": {}}
     root = os.path.abspath(a.outdir)
 
     # files are named by sample id, which differs between datasets: name them by image

@@ -52,7 +52,7 @@ def test_a_worker_killed_mid_run_with_sam_onnx_loses_nothing(cluster):
     _make(cluster, "samref")
     cluster.scenario("label", "samref", f"{cluster.tmp}/out/samref", *SAM)
     reference = _dump(cluster, "samref")
-    assert reference["status"] == "complete"
+    assert reference["status"] == "complete" and reference["segmenter"] == "sam-onnx", reference["segmenter"]
 
     _make(cluster, "samkill")
     p, status = _start_label(cluster, "samkill", "--workers", "2", *SAM)
@@ -68,4 +68,6 @@ def test_a_worker_killed_mid_run_with_sam_onnx_loses_nothing(cluster):
     with open(status) as f:
         st = json.load(f)
     assert st["succeeded"] == N - 1 and st["skipped"] == 0 and st["errors"] == {"unreadable_image": 1}
-    _assert_identical(_dump(cluster, "samkill"), reference)
+    got = _dump(cluster, "samkill")
+    assert got["segmenter"] == "sam-onnx"
+    _assert_identical(got, reference)
