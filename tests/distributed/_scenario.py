@@ -86,6 +86,8 @@ def operator(a) -> None:
 
     fo.config.plugins_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "plugins")
+    # the operator writes only under the export root (or ewc-fo's folder): the cluster's tmp here
+    os.environ["EWC_FO_EXPORT_ROOT"] = os.path.dirname(os.path.abspath(a.outdir))
     ds = fo.load_dataset(a.name)
     res = foo.get_operator("@ewc-fo/ewc/compute_ewc")(
         ds, "labels", segmenter="grabcut", explain_size=CFG["explain_size"], batch_size=2,
