@@ -100,11 +100,12 @@ def test_a_hand_edited_manifest_deletes_nothing_it_did_not_write(ds, tmp_path, c
         f.write("data/holiday.jpg\n")  # a layout name, but never sealed by the export
         f.write("x" * 5000 + "\n")
         f.write("data/img0.jpg\tNaN\tzz\n")
+        f.write("data/img1.jpg\t\u00b2\t" + "0" * 64 + "\n")  # a digit to str.isdigit, not to int()
     with caplog.at_level(logging.WARNING):
         export_coco(ds, out, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "data" / "holiday.jpg").read_bytes() == b"mine too"
-    assert "skipping 3 malformed line(s)" in caplog.text
+    assert "skipping 4 malformed line(s)" in caplog.text
     assert f"kept {out / 'data' / 'holiday.jpg'}: it has no recorded hash" in caplog.text
     assert sorted(p.name for p in (out / "data").iterdir()) == ["holiday.jpg", "img0.jpg", "img1.jpg", "img2.jpg"]
 

@@ -51,6 +51,7 @@ _LAYOUT = re.compile(
     r"|(data|JPEGImages|SegmentationClass|SegmentationObject|ImageSets|ImageSets/Segmentation)/"
 )
 _SHA = re.compile(r"[0-9a-f]{64}")
+_SIZE = re.compile(r"[0-9]{1,15}")  # not str.isdigit: "²" is a digit to it, and int() refuses it
 _MAX_WARNED = 10
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def read_manifest(root: Path) -> Manifest | None:
         rel, *rest = ln.split("\t")
         ok = _plain(rel) and (
             (rel.endswith("/") and not rest)
-            or (not rel.endswith("/") and (not rest or (len(rest) == 2 and rest[0].isdigit() and _SHA.fullmatch(rest[1]))))
+            or (not rel.endswith("/") and (not rest or (len(rest) == 2 and _SIZE.fullmatch(rest[0]) and _SHA.fullmatch(rest[1]))))
         )
         if not ok:
             man.skipped.append(ln)
