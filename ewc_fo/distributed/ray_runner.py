@@ -198,7 +198,7 @@ def _init_ray(address: str) -> None:
 
     try:
         ray.init(address=address, log_to_driver=False, logging_level="warning")
-    except ConnectionError as e:
+    except (ConnectionError, ValueError) as e:  # ValueError: not an address ("Invalid address format")
         raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {e}; start one with "
                           "`ray start --head` or pass its address with --ray") from e
 

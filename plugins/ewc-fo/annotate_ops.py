@@ -7,10 +7,24 @@ and API key come from the form, else the plugin secrets / FiftyOne's annotation 
 
 from __future__ import annotations
 
+import re
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ._common import one_line_errors
+from .forms import checked_number, invalid
+
 SECRETS = ("FIFTYONE_LABELSTUDIO_URL", "FIFTYONE_LABELSTUDIO_API_KEY")
+#: an annotation run key becomes a FiftyOne run key and a project name: a plain identifier
+ANNO_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+def _check_url(ctx, prop) -> None:
+    url = ctx.params.get("url")
+    if url not in (None, "") and not (isinstance(url, str) and URL_RE.match(url.strip())):
+        invalid(prop, f"an http:// or https:// address is needed, got {url!r}"[:200])
 
 
 def _secret(ctx, key: str) -> str | None:
@@ -66,14 +80,19 @@ class SendForCorrection(foo.Operator):
         choice.add_choice("view", label="The current view")
         inputs.enum("which", choice.values(), default="candidates", label="Send", view=choice)
         if ctx.params.get("which", "candidates") == "candidates":
-            inputs.float("max_confidence", default=0.3, label="Confidence below",
-                         description="empty: rejected samples only")
+            prop = inputs.float("max_confidence", default=0.3, label="Confidence below",
+                                description="empty: rejected samples only")
+            checked_number(ctx, prop, "max_confidence", float, lo=0, hi=1)
         inputs.bool("include_accepted", default=False, label="Also send accepted masks",
                     description="masks a reviewer accepted (ewc:reviewed) stay out unless ticked")
-        inputs.str("anno_key", required=True, default="ewc_fix", label="Annotation run key")
-        inputs.str("url", label="Label Studio URL", description="empty: FIFTYONE_LABELSTUDIO_URL")
+        prop = inputs.str("anno_key", required=True, default="ewc_fix", label="Annotation run key")
+        key = ctx.params.get("anno_key", "ewc_fix")
+        if not (isinstance(key, str) and ANNO_KEY_RE.match(key)):
+            invalid(prop, "start with a letter or _; letters, digits and _ only")
+        _check_url(ctx, inputs.str("url", label="Label Studio URL", description="empty: FIFTYONE_LABELSTUDIO_URL"))
         return types.Property(inputs, view=types.View(label="EWC: send for correction"))
 
+    @one_line_errors
     def execute(self, ctx):
         from ewc_fo.fo.review import annotate as ann
         prefix = ctx.params["prefix"]
@@ -121,10 +140,11 @@ class LoadCorrections(foo.Operator):
         for k in keys:
             dd.add_choice(k, label=k)
         inputs.enum("anno_key", dd.values(), default=keys[-1], required=True, label="Annotation run", view=dd)
-        inputs.str("url", label="Label Studio URL", description="empty: the URL it was sent to")
+        _check_url(ctx, inputs.str("url", label="Label Studio URL", description="empty: the URL it was sent to"))
         inputs.bool("cleanup", default=False, label="Delete the project on the server afterwards")
         return types.Property(inputs, view=types.View(label="EWC: load corrections"))
 
+    @one_line_errors
     def execute(self, ctx):
         from ewc_fo.fo.review import annotate as ann
         done = ann.load_corrections(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ._common import Progress, call, execution_options, finish, hf_token, md, one_line_errors
+from .export import confine_write
 from .forms import (
     checked_number,
     error,
@@ -28,13 +31,18 @@ KNOBS = (
      "0 to below 1: pixels whose U²-Net-p objectness reaches this go to the class with the most evidence, "
      "the rest to background (0 = off: masks from the segmenter; docs/method.md 1c)"),
 )
+#: what ``ray.init(address=...)`` takes: 'auto', 'local', host:port, ray://host:port
+RAY_ADDRESS_RE = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}|ray://[A-Za-z0-9_.\-]+)$")
 #: knobs that load the U²-Net-p model when above 0
 OBJECTNESS_KNOBS = ("objectness", "objectness_labels")
 
 
 def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
     """Every input of the compute form, in order; returns (label field, prefix) when valid."""
+    from ewc_fo.commands._checks import MAX_BATCH_SIZE
     from ewc_fo.engine.pipeline import EWCConfig
+    from ewc_fo.runtime.errors import ConfigError
+    from ewc_fo.runtime.limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
     inputs.view_target(ctx, action_description="Label")
     field = label_field_input(ctx, inputs)
@@ -44,16 +52,22 @@ def compute_form(ctx, inputs) -> tuple[str | None, str | None]:
     segmenter_input(ctx, inputs)
     size = inputs.int("explain_size", required=False, label="Explain size",
                       description="Square side fed to the classifier (empty: the classifier's own)")
-    checked_number(ctx, size, "explain_size", int, lo=32)
+    checked_number(ctx, size, "explain_size", int, lo=MIN_INPUT_SIZE, hi=MAX_INPUT_SIZE)
     for key, label, desc in KNOBS:
         prop = inputs.float(key, default=getattr(EWCConfig, key), label=label, description=desc)
         knob_check(ctx, prop, key)
     bs = inputs.int("batch_size", default=4, label="Batch size", description="Images per pass")
-    checked_number(ctx, bs, "batch_size", int, lo=1)
+    checked_number(ctx, bs, "batch_size", int, lo=1, hi=MAX_BATCH_SIZE)
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Delete this prefix's previous run (its fields, files and views) first")
-    inputs.str("output_dir", required=False, label="Output directory",
-               description="Where masks and maps are written (default: next to the dataset)")
+    prop = inputs.str("output_dir", required=False, label="Output directory",
+                      description="Where masks and maps are written (default: next to the dataset); "
+                                  "under the export root or ewc-fo's folder of the dataset directory")
+    if ctx.params.get("output_dir") not in (None, ""):
+        try:
+            confine_write(ctx, ctx.params["output_dir"], "output directory")
+        except ConfigError as e:
+            invalid(prop, str(e))
     ray_inputs(ctx, inputs)
     return field, prefix
 
@@ -70,6 +84,9 @@ def classifier_input(ctx, inputs) -> None:
                       description=f"efficientnet_lite0, torchvision:<name>, timm:<name> or a fitted checkpoint. "
                                   f"Default {line}")
     value = ctx.params.get("classifier") or default
+    if not isinstance(value, str):
+        invalid(prop, f"a classifier name or checkpoint path is needed, got {value!r}")
+        return
     try:
         classifier_classes(value)
     except EWCError as e:
@@ -110,8 +127,12 @@ def ray_inputs(ctx, inputs) -> None:
     inputs.str("ray_address", required=False, label="Ray cluster address",
                description="Empty: label in this process. 'auto' (the cluster `ray start` made), "
                "host:6379 or ray://host:10001: label on that Ray cluster (docs/scale.md)")
-    if not ctx.params.get("ray_address"):
+    address = ctx.params.get("ray_address")
+    if not address:
         return
+    if not isinstance(address, str) or not RAY_ADDRESS_RE.match(address.strip()):
+        invalid(inputs.get_property("ray_address"),
+                f"'auto', host:port or ray://host:port is needed, got {address!r}"[:200])
     w = inputs.int("workers", default=1, label="Ray workers", description="Actors, each holding the models once")
     checked_number(ctx, w, "workers", int, lo=1)
     g = inputs.float("gpus_per_worker", default=0.0, label="GPUs per worker")
@@ -171,8 +192,10 @@ class ComputeEWC(foo.Operator):
 
     @one_line_errors
     def execute(self, ctx):
+        from ewc_fo.commands._checks import MAX_BATCH_SIZE
         from ewc_fo.engine.pipeline import EWCConfig
         from ewc_fo.fo.runs.label import label
+        from ewc_fo.runtime.limits import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
         p = ctx.params
         view = ctx.target_view()
@@ -181,15 +204,16 @@ class ComputeEWC(foo.Operator):
             classifier=p.get("classifier") or _default_classifier(ctx),
             segmenter=p.get("segmenter") or "auto",
             sam2_checkpoint=p.get("sam2_checkpoint") or None,
-            batch_size=to_number(p.get("batch_size"), int, "batch_size", lo=1) or 4,
+            batch_size=to_number(p.get("batch_size"), int, "batch_size", lo=1, hi=MAX_BATCH_SIZE) or 4,
             overwrite=bool(p.get("overwrite", False)),
-            output_dir=p.get("output_dir") or None,
+            output_dir=confine_write(ctx, p["output_dir"], "output directory") if p.get("output_dir") else None,
         )
         cfg = {}
         if p.get("explainers"):
             cfg["explainers"] = tuple(p["explainers"])
         if p.get("explain_size"):
-            cfg["explain_size"] = to_number(p["explain_size"], int, "explain_size", lo=32)
+            cfg["explain_size"] = to_number(p["explain_size"], int, "explain_size", lo=MIN_INPUT_SIZE,
+                                            hi=MAX_INPUT_SIZE)
         for key, _, _ in KNOBS:
             v = to_number(p.get(key), float, key, lo=0, hi=1)
             if v is not None:

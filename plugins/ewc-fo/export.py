@@ -4,7 +4,9 @@ Paths are confined: the App lets anyone who reaches it type a path, and "overwri
 the folder, so every export goes under one root, the plugin setting ``EWC_FO_EXPORT_ROOT``
 (a plugin secret or the server's environment variable; default
 ``<fiftyone default_dataset_dir>/ewc_fo/exports``); a class-list file is read only from there
-too. A relative path is taken inside it.
+too. A relative path is taken inside it. The other operators that write (a fitted
+checkpoint, a label run's masks and maps) are held to the same root or to ewc-fo's own folder
+of the FiftyOne dataset directory, where their defaults are (:func:`confine_write`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ._common import Progress, call, execution_options, md, one_line_errors, secret
-from .forms import invalid, prefix_input, to_number
+from .forms import checked_number, invalid, prefix_input, to_number
 
 ROOT_KEY = "EWC_FO_EXPORT_ROOT"
 
@@ -40,9 +42,33 @@ def confine(path: str, root: str, what: str = "export folder") -> str:
     return full
 
 
+def confine_write(ctx, path, what: str) -> str:
+    """``path`` resolved (a relative one inside the export root) if it lies under the export
+    root or ``<fiftyone default_dataset_dir>/ewc_fo`` (where runs and fitted classifiers go by
+    default), else a one-line ConfigError: the App lets anyone who reaches it type a path."""
+    import fiftyone as fo
+
+    from ewc_fo.runtime.errors import ConfigError
+
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"{what}: a path is needed, got {path!r}")
+    root = export_root(ctx)
+    own = os.path.realpath(os.path.join(fo.config.default_dataset_dir, "ewc_fo"))
+    full = os.path.realpath(os.path.join(root, os.path.expanduser(path.strip())))
+    for base in (root, own):
+        if full != base and os.path.commonpath([full, base]) == base:
+            return full
+    raise ConfigError(f"{what} {path!r} is outside the export root {root} and {own} "
+                      f"(set {ROOT_KEY} to allow another place)")
+
+
 def class_source(ctx, value: str) -> str | None:
     """The export's ``classes``: 'voc' and mask-targets fields as typed, a file only under the
     export root (the server's other files are not the App's to read)."""
+    from ewc_fo.runtime.errors import ConfigError
+
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"classes: 'voc', a file or a field name is needed, got {value!r}")
     value = (value or "").strip()
     if not value or value.lower() == "voc" or value in (ctx.dataset.mask_targets or {}):
         return value or None
@@ -92,10 +118,17 @@ class ExportMasks(foo.Operator):
             if os.path.isdir(full) and os.listdir(full):
                 if not ctx.params.get("overwrite"):
                     raise ConfigError("directory is not empty; tick Overwrite or pick another")
-                from ewc_fo.fo.io.export import COCO_FIXED, VOC_CLASS_FILES, check_out_dir
+                from ewc_fo.fo.io.export import (
+                    COCO_FIXED,
+                    COCO_IMAGES,
+                    VOC_CLASS_FILES,
+                    VOC_DIRS,
+                    check_out_dir,
+                )
 
                 check_out_dir(ctx.target_view(), full, overwrite=True,
-                              fixed=COCO_FIXED if fmt == "coco" else VOC_CLASS_FILES)
+                              fixed=COCO_FIXED if fmt == "coco" else VOC_CLASS_FILES,
+                              folders=(COCO_IMAGES,) if fmt == "coco" else (*VOC_DIRS, "ImageSets/Segmentation"))
         except ConfigError as e:
             invalid(prop, str(e))
         prop = inputs.str("classes", required=False, label="Class ids",
@@ -119,12 +152,22 @@ class ExportMasks(foo.Operator):
             inputs.bool("overlapping", default=False, label="Keep overlapping instances",
                         description="Default: each pixel of an image belongs to one instance")
         else:
-            inputs.str("split", default="train", label="Split",
-                       description="Name of the ImageSets/Segmentation list (train, val, trainval, ...)")
-            inputs.int("uncertain_band", default=0, label="Uncertain band (px)",
-                       description="Void (255) this many pixels on each side of boundaries")
-            inputs.float("min_confidence", required=False, label="Min confidence",
-                         description="Void instances, classes and images below this confidence")
+            prop = inputs.str("split", default="train", label="Split",
+                              description="Name of the ImageSets/Segmentation list (train, val, trainval, ...)")
+            split = ctx.params.get("split")
+            if split is not None and not isinstance(split, str):
+                invalid(prop, f"a name is needed, got {split!r}")
+            elif split and split.strip():
+                from ewc_fo.fo.io.export import safe_name
+
+                if safe_name(split.strip(), "") != split.strip():
+                    invalid(prop, "a plain name: letters, digits, '_', '.', '-' (no '/')")
+            band = inputs.int("uncertain_band", default=0, label="Uncertain band (px)",
+                              description="Void (255) this many pixels on each side of boundaries")
+            checked_number(ctx, band, "uncertain_band", int, lo=0)
+            conf = inputs.float("min_confidence", required=False, label="Min confidence",
+                                description="Void instances, classes and images below this confidence")
+            checked_number(ctx, conf, "min_confidence", float, lo=0, hi=1)
         return types.Property(inputs, view=types.View(label="EWC: export"))
 
     @one_line_errors

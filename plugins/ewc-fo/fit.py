@@ -9,6 +9,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ._common import Progress, call, finish, hf_token, one_line_errors
+from .export import confine_write
 from .forms import checked_number, invalid, label_field_input, to_number
 
 
@@ -28,6 +29,8 @@ class FitClassifier(foo.Operator):
                                     default_choice_to_delegated=True)
 
     def resolve_input(self, ctx):
+        from ewc_fo.runtime.errors import ConfigError
+
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Fit on")
         field = label_field_input(ctx, inputs)
@@ -42,8 +45,15 @@ class FitClassifier(foo.Operator):
         out = ctx.params.get("out", default_out)
         if out and not str(out).endswith(".safetensors"):
             invalid(prop, "the checkpoint path must end with .safetensors")
-        inputs.str("backbone", required=False, label="Backbone",
-                   description="Leave empty for ewc-fo's default backbone")
+        elif out:
+            try:
+                confine_write(ctx, out, "checkpoint path")
+            except ConfigError as e:
+                invalid(prop, str(e))
+        prop = inputs.str("backbone", required=False, label="Backbone",
+                          description="Leave empty for ewc-fo's default backbone")
+        if ctx.params.get("backbone") is not None and not isinstance(ctx.params["backbone"], str):
+            invalid(prop, f"a backbone name is needed, got {ctx.params['backbone']!r}")
         size = inputs.int("fit_size", required=False, label="Fit size",
                           description="Square side images are resized to for fitting (empty: ewc-fo's default)")
         checked_number(ctx, size, "fit_size", int, lo=32)
@@ -53,7 +63,7 @@ class FitClassifier(foo.Operator):
     def execute(self, ctx):
         view = ctx.target_view()
         field = ctx.params["label_field"]
-        out = ctx.params["out"]
+        out = confine_write(ctx, ctx.params.get("out"), "checkpoint path")
         backbone = ctx.params.get("backbone") or None
         fit_size = to_number(ctx.params.get("fit_size"), int, "fit_size", lo=32)
         from ewc_fo.fo.fit import fit

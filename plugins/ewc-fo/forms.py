@@ -10,6 +10,9 @@ import fiftyone.operators.types as types
 from ._common import FormError
 
 PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+#: no number a form takes is larger (the CLI's bound, ewc_fo.commands._checks.MAX_INT): beyond
+#: it a value is a typo, and it would overflow the database's 64-bit integers after work began
+MAX_NUMBER = 10**9
 
 
 def label_fields(dataset) -> list[str]:
@@ -48,13 +51,19 @@ def to_number(value, kind=int, label: str = "value", lo=None, hi=None):
     if value is None or value == "":
         return None
     try:
+        if isinstance(value, bool):  # JSON true is not a number
+            raise TypeError
         f = float(value)
-        if kind is int and f != int(f):
+        if f != f:  # nan
             raise ValueError
-        v = kind(f)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise FormError(f"{label}: {'a whole number' if kind is int else 'a number'} is needed, "
                         f"got {value!r}") from None
+    if not abs(f) <= MAX_NUMBER:
+        raise FormError(f"{label}: must be at most {MAX_NUMBER} in size, got {value!r}")
+    if kind is int and f != int(f):
+        raise FormError(f"{label}: a whole number is needed, got {value!r}")
+    v = kind(f)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
         raise FormError(f"{label}: must be {rng}, got {v}")
@@ -100,7 +109,7 @@ def prefix_input(ctx, inputs, default="ewc", must_exist=False) -> str | None:
     prop = inputs.str("prefix", default=default, label="Prefix",
                       description="Names every field the run writes (<prefix>_mask, ...)")
     prefix = ctx.params.get("prefix", default)
-    if not PREFIX_RE.match(prefix or ""):
+    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
         invalid(prop, "start with a letter; letters, digits and _ only (max 40)")
         return None
     return prefix
@@ -118,6 +127,9 @@ def explainers_input(ctx, inputs) -> list[str]:
                        label="Explainers", description="Maps to fuse, weighted by their per-image scores",
                        view=view)
     chosen = ctx.params.get("explainers") or list(DEFAULT_EXPLAINERS)
+    if not isinstance(chosen, list) or not all(isinstance(e, str) for e in chosen):
+        invalid(prop, f"a list of explainer names is needed, got {chosen!r}"[:200])
+        return list(DEFAULT_EXPLAINERS)
     bad = [e for e in chosen if str(e).partition("@")[0] not in available]
     if bad:
         invalid(prop, f"unknown explainer(s): {', '.join(bad)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ._common import one_line_errors
 from .forms import runs
 from .review_data import (
     histogram_traces,
@@ -181,6 +182,7 @@ class _Verdict(foo.Operator):
         return foo.OperatorConfig(name=f"review_{self.verdict}", label=f"EWC review: {word} this mask and go on",
                                   icon="check" if self.verdict == "accept" else "close")
 
+    @one_line_errors
     def execute(self, ctx):
         have = runs(ctx.dataset)
         prefix = ctx.params.get("prefix") or (have[0] if have else None)
@@ -188,6 +190,16 @@ class _Verdict(foo.Operator):
         if not sid or prefix is None:
             ctx.ops.notify("Open a sample (or select one) first", variant="warning")
             return {"next": None}
+        from ewc_fo.runtime.errors import ConfigError
+
+        if prefix not in have:  # checked before the tag is set
+            raise ConfigError(f"no ewc-fo run {prefix!r} on this dataset (runs: {', '.join(have) or 'none'})")
+        try:
+            found = len(ctx.dataset.select(sid)) == 1
+        except Exception:  # not an id at all
+            found = False
+        if not found:
+            raise ConfigError(f"no sample {sid!r} in dataset {ctx.dataset.name!r}")
         return {"sample": sid, "next": review_step(ctx, prefix, sid, self.verdict)}
 
 

@@ -3,7 +3,7 @@ itself stays outside it, so it reaches the database and the cluster only through
 
     python -m tests.distributed._scenario make NAME N IMGDIR
     python -m tests.distributed._scenario label NAME OUTDIR [--ray ADDR] [--workers N] [--cpus C]
-                                         [--status FILE] [--write-every K]
+                                         [--status FILE] [--write-every K] [--segmenter S]
     python -m tests.distributed._scenario operator NAME OUTDIR --ray ADDR [--workers N]
     python -m tests.distributed._scenario dump NAME OUTDIR JSON
     python -m tests.distributed._scenario wait-nodes N
@@ -65,7 +65,7 @@ def label(a) -> None:
         state["done"], state["total"] = done, total
         _status(a.status, **state)
 
-    kw = dict(segmenter="grabcut", config=EWCConfig(**CFG), batch_size=2, write_every=a.write_every,
+    kw = dict(segmenter=a.segmenter, config=EWCConfig(**CFG), batch_size=2, write_every=a.write_every,
               progress_bar=False, output_dir=a.outdir, progress=progress)
     if a.ray:
         from ewc_fo.distributed.ray_runner import label_on_ray
@@ -86,6 +86,8 @@ def operator(a) -> None:
 
     fo.config.plugins_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "plugins")
+    # the operator writes only under the export root (or ewc-fo's folder): the cluster's tmp here
+    os.environ["EWC_FO_EXPORT_ROOT"] = os.path.dirname(os.path.abspath(a.outdir))
     ds = fo.load_dataset(a.name)
     res = foo.get_operator("@ewc-fo/ewc/compute_ewc")(
         ds, "labels", segmenter="grabcut", explain_size=CFG["explain_size"], batch_size=2,
@@ -116,7 +118,7 @@ def dump(a) -> None:
     fields = sorted(f for f in ds.get_field_schema() if f.startswith("ewc_"))
     # not len(ds): MongoDB's estimated count, 0 after the database was killed
     out = {"n_samples": len(ds.values("id")), "fields": fields, "status": rec.get("status"),
-           "views": rec.get("views"), "samples": {}}
+           "views": rec.get("views"), "segmenter": (rec.get("segmenter") or {}).get("name"), "samples": {}}
     root = os.path.abspath(a.outdir)
 
     # files are named by sample id, which differs between datasets: name them by image
@@ -186,6 +188,7 @@ def main() -> None:
     lab.add_argument("--cpus", type=float, default=1.0)
     lab.add_argument("--status", default=None)
     lab.add_argument("--write-every", type=int, default=32)
+    lab.add_argument("--segmenter", default="grabcut")  # sam-onnx: the pair $EWC_SAM_ONNX names
     lab.set_defaults(func=label)
     o = sub.add_parser("operator")
     o.add_argument("name")

@@ -498,3 +498,14 @@ def test_export_command_classes_and_selection(run_ds, tmp_path, capsys):
         cli("--format", "voc", "--out", str(tmp_path / "w"), "--classes", "voc")
     with pytest.raises(ConfigError, match="coco only"):
         cli("--format", "voc", "--out", str(tmp_path / "w"), "--overlapping-masks")
+
+
+def test_a_huge_uncertain_band_voids_every_pixel_of_a_map_with_a_boundary():
+    """Issue 23: `--uncertain-band 1000000` (within the CLI's bound) was a cv2 error on the kernel
+    size; a band at least h+w wide reaches every pixel from every pixel."""
+    from ewc_fo.fo.io.mask_codecs import _band
+
+    m = np.zeros((6, 8), np.uint8)
+    m[2:4, 3:5] = 1
+    assert _band(m, 10**6).all() and _band(m, 6 + 8 - 1).all()  # the shortcut agrees with cv2 next to it
+    assert not _band(np.zeros((6, 8), np.uint8), 10**6).any()

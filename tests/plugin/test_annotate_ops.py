@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from types import SimpleNamespace
 
 import fiftyone as fo
@@ -18,11 +19,13 @@ from ewc_fo.runtime.errors import ConfigError
 from tests._mongod import free_port
 
 HERE = os.path.dirname(__file__)
-_spec = importlib.util.spec_from_file_location(
-    "ewc_annotate_ops", os.path.join(HERE, "..", "..", "plugins", "ewc-fo", "annotate_ops.py")
-)
-ops = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ops)
+_PLUGIN = os.path.join(HERE, "..", "..", "plugins", "ewc-fo")
+# loaded as a package: the module shares the plugin's one-line error wrapper (relative imports)
+_spec = importlib.util.spec_from_file_location("ewc_fo_plugin_under_test", os.path.join(_PLUGIN, "__init__.py"),
+                                               submodule_search_locations=[_PLUGIN])
+sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules[_spec.name])
+ops = importlib.import_module(f"{_spec.name}.annotate_ops")
 
 
 @pytest.fixture
@@ -41,7 +44,9 @@ def ds(tmp_path):
 
 
 def _ctx(ds, params, secrets=None):
-    return SimpleNamespace(dataset=ds, params=params, target_view=lambda: ds.view(),
+    # delegated: the operator's one-line error comes back as the ewc-fo exception (immediate
+    # runs return it as {"error": ...}: tests/plugin/test_operator_inputs.py)
+    return SimpleNamespace(dataset=ds, params=params, target_view=lambda: ds.view(), delegated=True,
                            secrets=secrets or {}, ops=SimpleNamespace(reload_dataset=lambda: None))
 
 

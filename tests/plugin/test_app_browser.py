@@ -201,7 +201,7 @@ def test_review_loop_in_browser(app, artifacts, tmp_path):
 
     ds, url = app
     if "ewc_confidence" not in ds.get_field_schema():  # the compute test did not run first
-        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", output_dir=str(tmp_path), **FAST)
+        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", **FAST)
     ds.reload()
     ds.untag_samples(["ewc:reviewed", "ewc:reject"])
     order = ds.sort_by("ewc_confidence").values("id")

@@ -22,7 +22,7 @@ def test_compute_delegated_runs_in_worker(tmp_path, plugin_env):
     try:
         res = foo.execute_operator(f"{URI}/compute_ewc", ctx=dict(
             view=ds.view(), request_delegation=True,
-            params=dict(label_field="labels", prefix="dlg", output_dir=str(tmp_path / "out"), **FAST)))
+            params=dict(label_field="labels", prefix="dlg", **FAST)))
         assert res.delegated
         op_id = res.result["id"]
         dos = DelegatedOperationService()

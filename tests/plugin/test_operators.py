@@ -56,8 +56,8 @@ def ds(tmp_path_factory):
 @pytest.fixture(scope="module")
 def labeled(ds, tmp_path_factory):
     """One immediate compute run through the operator's Python ``__call__``."""
-    out = str(tmp_path_factory.mktemp("plugin_out"))
-    result = foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", output_dir=out, **FAST)
+    # (the default output folder: a typed one must lie under the export root or ewc-fo's folder)
+    result = foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", **FAST)
     return ds, result
 
 
@@ -175,7 +175,7 @@ def test_forms_without_runs(tmp_path):
 def test_compute_selected_samples(ds, tmp_path):
     sid = ds.first().id
     res = run("compute_ewc", ds, dict(label_field="labels", prefix="sel", view_target="SELECTED_SAMPLES",
-                                      output_dir=str(tmp_path), class_competition=0.0,
+                                      class_competition=0.0,
                                       objectness_labels=0.3, **FAST),
               selected=[sid])
     from ewc_fo.fo.runs.record import get_run
@@ -419,8 +419,9 @@ def test_review_keyboard_operators(labeled):
     ds.untag_samples(["ewc:reject", "ewc:reviewed"])
 
 
-def test_fit_operator(tmp_path):
+def test_fit_operator(tmp_path, monkeypatch):
     pytest.importorskip("ewc_fo.fo.fit", reason="ewc_fo.fo.fit not available")
+    monkeypatch.setenv("EWC_FO_EXPORT_ROOT", str(tmp_path))  # the checkpoint goes under the root
     two_each = make_dataset(str(tmp_path / "imgs"), "plugin-fit", n=8)  # fitting needs 2 images a class
     out = str(tmp_path / "clf.safetensors")
     res = foo.get_operator(f"{URI}/fit_classifier")(two_each, "labels", out, fit_size=160)

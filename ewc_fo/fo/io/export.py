@@ -10,7 +10,9 @@ import fiftyone as fo
 from ewc_fo.fo.io.classes import output_classes
 from ewc_fo.fo.io.export_base import (  # noqa: F401  (public names, re-exported)
     COCO_FIXED,
+    COCO_IMAGES,
     VOC_CLASS_FILES,
+    VOC_DIRS,
     VOID,
     ExportResult,
     review_filter,

@@ -62,7 +62,8 @@ def export_coco(
     view = review_filter(samples, skip_rejected=skip_rejected, reviewed_only=reviewed_only)
     run = _RunFields(view, prefix)
     table, to_out = output_classes(run.id_to_name, classes, view._dataset.mask_targets, voc_default=False)
-    out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=COCO_FIXED)
+    out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=COCO_FIXED,
+                          folders=(COCO_IMAGES,) if copy_images else ())
     root = out.root
     if copy_images:
         out.folder(COCO_IMAGES)
@@ -81,7 +82,9 @@ def export_coco(
                 src = Path(sample.filepath)
                 if copy_images:
                     name = _unique(safe_name(src.stem, sample.id), src.suffix.lower(), used)
-                    _write_image(str(src), out.file(COCO_IMAGES, name), jpeg=False)
+                    dst = out.file(COCO_IMAGES, name)
+                    _write_image(str(src), dst, jpeg=False)
+                    out.seal(dst)
                     file_name = name
                 else:
                     file_name = str(src.resolve())
@@ -126,6 +129,7 @@ def export_coco(
         for t in (tmp_imgs.name, tmp_anns.name):
             if os.path.exists(t):
                 os.unlink(t)
+        out.finish()  # labels.json, also when stopped half way
     return res
 
 

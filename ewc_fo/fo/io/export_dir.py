@@ -1,5 +1,5 @@
 """The export folder: refuse one that holds the dataset's own files, and a manifest so that
-``overwrite`` deletes only what an earlier export wrote.
+``overwrite`` deletes only what an earlier export wrote (``export_manifest``).
 
 Why: an export into the folder a dataset was imported from (COCO ``DIR/data``, VOC
 ``JPEGImages``/``SegmentationClass``) used to clear those folders on ``--overwrite``, deleting
@@ -8,27 +8,30 @@ the source images and ground truth. Now
 - :func:`check_out_dir` refuses, before anything is written or deleted, a folder that contains
   any media file, mask/heatmap file or import source the dataset references;
 - every file and folder an export creates is appended to ``MANIFEST`` *before* it is created
-  (so an interrupted export is cleaned up too), and ``overwrite`` removes exactly those
-  entries, never anything else;
+  (so an interrupted export is cleaned up too), with its size and SHA-256 once written, and
+  ``overwrite`` removes only those entries that still match, never anything else;
+- a symlink among the paths an export would write or delete refuses the folder up front;
 - a name the export would write that already exists and is not in the manifest is refused
   up front (fixed names) or avoided (per-image names, see :meth:`OutDir.taken`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import fiftyone as fo
 
+from ewc_fo.fo.io.export_manifest import (  # noqa: F401 - MANIFEST, OutDir: public here too
+    MANIFEST,
+    OutDir,
+    read_manifest,
+    remove_previous,
+    symlink_on_the_way,
+    why_kept,
+)
 from ewc_fo.runtime.errors import ConfigError
-
-MANIFEST = "ewc-fo-manifest.txt"
-_HEADER = "# ewc-fo export manifest v1: what this export wrote; --overwrite deletes only these\n"
-
-log = logging.getLogger(__name__)
 
 _MEDIA_PATHS = {fo.Segmentation: ("mask_path",), fo.Heatmap: ("map_path",), fo.Detection: ("mask_path",)}
 
@@ -79,112 +82,34 @@ def _other_datasets_files(real: str) -> str | None:
     return None
 
 
-class OutDir:
-    """An export folder being written: every path goes through :meth:`file` / :meth:`folder`,
-    which record it in the manifest first."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        (root / MANIFEST).write_text(_HEADER)
-
-    def _record(self, rel: str) -> None:
-        # appended and closed per entry: an export killed half way still lists all it wrote
-        with open(self.root / MANIFEST, "a") as f:
-            f.write(rel + "\n")
-
-    def _inside(self, *parts: str) -> Path:
-        p = self.root.joinpath(*parts)
-        try:
-            p.resolve().relative_to(self.root)
-        except ValueError:
-            raise ConfigError(f"refusing to write outside the export folder: {p}") from None
-        return p
-
-    def folder(self, *parts: str) -> Path:
-        """Create (if needed) and record the folder ``root/parts``."""
-        p = self._inside(*parts)
-        for i in range(1, len(parts) + 1):
-            q = self.root.joinpath(*parts[:i])
-            if not q.exists():
-                self._record(Path(*parts[:i]).as_posix() + "/")
-                q.mkdir()
-        return p
-
-    def file(self, *parts: str) -> Path:
-        """The path ``root/parts`` to write, recorded; a file there that this export did not
-        write is refused (it was checked for up front, so this only fires on a race)."""
-        p = self._inside(*parts)
-        if p.exists() or p.is_symlink():
-            raise ConfigError(f"refusing to replace {p}: the export did not write it")
-        self._record(Path(*parts).as_posix())
-        return p
-
-    def taken(self, *parts: str) -> set[str]:
-        """Lower-cased names already in folder ``root/parts`` (not ours: ours were removed), to
-        seed the unique-name sets so per-image files never land on a foreign file."""
-        d = self.root.joinpath(*parts)
-        return {c.name.lower() for c in d.iterdir()} if d.is_dir() else set()
-
-
-def _read_manifest(root: Path) -> list[str] | None:
-    m = root / MANIFEST
-    if m.is_symlink() or not m.is_file():
-        return None
-    lines = m.read_text(errors="replace").splitlines()
-    return [ln for ln in lines[1:] if ln and not ln.startswith("#")] if lines[:1] == [_HEADER.strip()] else None
-
-
-def _remove_previous(root: Path, entries: list[str]) -> None:
-    """Delete the files, then the (now empty) folders, a previous export listed; entries that
-    climb out of ``root`` or through a symlink are ignored."""
-    real_root = os.path.realpath(root)
-    files = [e for e in entries if not e.endswith("/")]
-    dirs = [e.rstrip("/") for e in entries if e.endswith("/")]
-    for rel in files:
-        try:
-            parts = Path(rel).parts
-            if not parts or ".." in parts or Path(rel).is_absolute():
-                continue
-            p = root.joinpath(*parts)
-            if os.path.realpath(p.parent) != os.path.join(real_root, *parts[:-1]).rstrip(os.sep):
-                continue  # a folder on the way is a symlink: not something the export made
-            if p.is_symlink() or p.is_file():
-                p.unlink()
-        except (OSError, ValueError) as e:  # a name too long, a NUL byte: a line no export wrote
-            log.warning("skipping a malformed line of %s (%s)", root / MANIFEST, type(e).__name__)
-    for rel in sorted(dirs, key=lambda d: -len(Path(d).parts)):
-        try:
-            parts = Path(rel).parts
-            if not parts or ".." in parts or Path(rel).is_absolute():
-                continue
-            p = root.joinpath(*parts)
-            if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
-                p.rmdir()
-        except (OSError, ValueError) as e:
-            log.warning("skipping a malformed line of %s (%s)", root / MANIFEST, type(e).__name__)
-    (root / MANIFEST).unlink(missing_ok=True)
-
-
 def check_out_dir(
     samples: fo.Dataset | fo.DatasetView,
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
     fixed: Iterable[str] = (),
+    folders: Iterable[str] = (),
 ) -> Path:
     """Raise :class:`ConfigError` unless an export of ``samples`` may write to ``out_dir``;
     changes nothing on disk. Returns the absolute folder.
 
-    Refused: a path that is a file; a folder containing any file the dataset references
-    (:func:`referenced_files`); a non-empty folder without ``overwrite``; and, with
-    ``overwrite``, a folder where one of the ``fixed`` names (e.g. ``labels.json``) exists but
-    is not listed in the folder's manifest (a file the export did not write).
+    Refused: a path that is a file; a folder containing any file the dataset (or any other
+    dataset or label run) references; a non-empty folder without ``overwrite``; and, with
+    ``overwrite``, a manifest that is a symlink or not a v2 manifest, a symlink among the
+    ``fixed`` names (e.g. ``labels.json``), the ``folders`` the export writes into and the
+    manifest's entries, and a ``fixed`` name that exists but is not exactly what the manifest
+    recorded (a file the export did not write, or one changed since).
     """
+    return _check(samples, out_dir, overwrite, fixed, folders)[0]
+
+
+def _check(samples, out_dir, overwrite: bool, fixed: Iterable[str], folders: Iterable[str]):
+    """:func:`check_out_dir`, also returning the folder's manifest (None if there is none)."""
     root = Path(os.path.abspath(Path(out_dir).expanduser()))
     if root.exists() and not root.is_dir():
         raise ConfigError(f"export target {root} exists and is not a folder")
     if not root.is_dir() or not any(root.iterdir()):
-        return root
+        return root, None
     real = os.path.realpath(root)
     clash = _contained(real, referenced_files(samples))
     if clash:
@@ -198,20 +123,25 @@ def check_out_dir(
                           "outside every dataset's images and runs")
     if not overwrite:
         raise ConfigError(f"export folder {root} is not empty; pass --overwrite (overwrite=True)")
-    if (root / MANIFEST).is_symlink():  # writing it would follow the link out of the folder
-        raise ConfigError(f"refusing to use {root / MANIFEST}: it is a symlink, not a manifest an "
-                          "ewc-fo export wrote; remove it or choose another folder")
-    listed = _read_manifest(root)
-    ours = set(listed or [])
-    foreign = [n for n in fixed if (root / n).exists() and n not in ours]
-    if listed is None and (root / MANIFEST).exists():
-        foreign.insert(0, MANIFEST)  # a file of that name that is not a manifest
+    man = read_manifest(root)
+    fixed = list(fixed)
+    for rel in (*fixed, *folders, *(man.entries() if man else ())):
+        link = symlink_on_the_way(root, rel)
+        if link is not None:
+            raise ConfigError(f"refusing to export into {root}: {link} is a symlink (the export would write or "
+                              "delete through it); remove it or choose another folder")
+    recorded = man.files if man else {}
+    foreign = [n for n in fixed if os.path.lexists(root / n) and n not in recorded]
     if foreign:
         raise ConfigError(
             f"refusing to overwrite {', '.join(str(root / n) for n in foreign)}: not written by an "
             f"ewc-fo export (no {MANIFEST} lists it); move it away or choose another folder"
         )
-    return root
+    changed = [(n, why) for n in fixed if n in recorded and (why := why_kept(root, n, recorded[n]))]
+    if changed:
+        n, why = changed[0]
+        raise ConfigError(f"refusing to overwrite {root / n}: {why}; move it away or choose another folder")
+    return root, man
 
 
 def prepare_out_dir(
@@ -220,17 +150,17 @@ def prepare_out_dir(
     *,
     overwrite: bool = False,
     fixed: Iterable[str] = (),
+    folders: Iterable[str] = (),
 ) -> OutDir:
-    """:func:`check_out_dir`, then delete only the previous export's manifest entries and
-    start a new manifest."""
-    root = check_out_dir(samples, out_dir, overwrite=overwrite, fixed=fixed)
+    """:func:`check_out_dir`, then delete the previous export's files that are still what it
+    wrote (:func:`remove_previous`) and start a new manifest."""
+    root, previous = _check(samples, out_dir, overwrite, fixed, folders)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create export folder {root}: {e.strerror or e}") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError(f"export folder {root} is not writable")
-    previous = _read_manifest(root)
     if previous is not None:
-        _remove_previous(root, previous)
+        remove_previous(root, previous)
     return OutDir(root.resolve())

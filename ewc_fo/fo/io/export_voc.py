@@ -73,7 +73,8 @@ def export_voc(
         raise ConfigError(f"split {split!r} is not a plain name (letters, digits, '_', '.', '-'; no '/')")
     split_file = split + ".txt"
     fixed = (*VOC_CLASS_FILES, f"ImageSets/Segmentation/{split_file}")
-    out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=fixed)
+    out = prepare_out_dir(samples, out_dir, overwrite=overwrite, fixed=fixed,
+                          folders=(*VOC_DIRS, "ImageSets/Segmentation"))
     root = out.root
     for d in VOC_DIRS[:3]:
         out.folder(d)
@@ -88,7 +89,7 @@ def export_voc(
         names[k] = v
     res = ExportResult("voc", str(root), classes=names[1:])
     used = {Path(n).stem for d in VOC_DIRS[:3] for n in out.taken(d)}  # never a foreign file's name
-    with open(out.file("ImageSets", "Segmentation", split_file), "w") as ids_file:
+    with out.sealing(open(out.file("ImageSets", "Segmentation", split_file), "w")) as ids_file:
         for sample in _iterate(view, run, "VOC export", progress):
             ok, raw = _exportable(sample, run, res)
             if not ok:
@@ -138,13 +139,17 @@ def export_voc(
 
             src = Path(sample.filepath)
             stem = _unique(safe_name(src.stem, sample.id), "", used)
-            _write_image(str(src), out.file("JPEGImages", stem + ".jpg"), jpeg=True)
-            _save_palette_png(cls_map, out.file("SegmentationClass", stem + ".png"))
-            _save_palette_png(obj_map, out.file("SegmentationObject", stem + ".png"))
+            written = (out.file("JPEGImages", stem + ".jpg"), out.file("SegmentationClass", stem + ".png"),
+                       out.file("SegmentationObject", stem + ".png"))
+            _write_image(str(src), written[0], jpeg=True)
+            _save_palette_png(cls_map, written[1])
+            _save_palette_png(obj_map, written[2])
+            out.seal(*written)
             ids_file.write(stem + "\n")
             res.num_images += 1
     text = "".join(c.replace("\n", " ").replace("\r", " ") + "\n" for c in names)
     for name in VOC_CLASS_FILES:
         out.file(name).write_text(text)
+    out.finish()
     res.labels_path = str(root / "class_names.txt")
     return res

@@ -87,6 +87,9 @@ def _components(label_map: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
 
 def _band(label_map: np.ndarray, width: int) -> np.ndarray:
     """Pixels within ``width`` px of a boundary between two different values (dilate != erode)."""
+    h, w = label_map.shape[:2]
+    if width >= h + w:  # the disk covers the whole image from every pixel (and cv2 cannot take it)
+        return np.full((h, w), np.unique(label_map).size > 1)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
     return cv2.dilate(label_map, k) != cv2.erode(label_map, k)
 
