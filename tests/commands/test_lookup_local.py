@@ -51,20 +51,30 @@ def local_env(tmp_path):
     return env
 
 
+def _probe(cases: list[list[str]], env: dict) -> tuple[list[dict], str]:
+    p = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(cases)], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+
+
 def test_typos_answered_from_a_running_local_service_without_fiftyone(local_env):
+    if _lookup.running_service_uri() is not None:
+        # FiftyOne joins a running service whatever its folder: someone's; ask it, write nothing
+        results, err = _probe([["label", "ewc-no-such-dataset-x9", "--label-field", "labels"]], local_env)
+        assert results == [{"rc": 2, "fiftyone": False}], err
+        assert "no FiftyOne dataset named 'ewc-no-such-dataset-x9'" in err
+        return
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER], env=local_env, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = holder.stdout.readline()
         assert line.strip() == "ready", holder.stderr.read()[-2000:] if holder.poll() is not None else line
-        cases = [["label", NAME[:-1] + "x", "--label-field", "labels"], ["label", NAME, "--label-field", "lables"]]
-        p = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(cases)], capture_output=True, text=True,
-                           timeout=300, env=local_env, cwd=ROOT)
-        assert p.returncode == 0, p.stderr[-2000:]
-        results = json.loads(p.stdout.strip().splitlines()[-1])
-        assert [r["rc"] for r in results] == [2, 2], p.stderr
-        assert [r["fiftyone"] for r in results] == [False, False], p.stderr  # answered before FiftyOne
-        assert f"did you mean {NAME!r}?" in p.stderr and "did you mean 'labels'?" in p.stderr
+        results, err = _probe([["label", NAME[:-1] + "x", "--label-field", "labels"],
+                               ["label", NAME, "--label-field", "lables"]], local_env)
+        assert [r["rc"] for r in results] == [2, 2], err
+        assert [r["fiftyone"] for r in results] == [False, False], err  # answered before FiftyOne
+        assert f"did you mean {NAME!r}?" in err and "did you mean 'labels'?" in err
     finally:
         holder.stdin.close()
         holder.wait(timeout=120)
