@@ -146,7 +146,7 @@ class ReviewPanel(foo.Panel):
                    on_change=self.on_change_prefix)
         if ctx.panel.get_state("progress"):
             panel.md(ctx.panel.get_state("progress"), name="progress")
-            panel.plot("histogram", layout={"barmode": "stack", "height": 160, "title": "confidence",
+            panel.plot("histogram", layout={"barmode": "stack", "height": 160, "title": {"text": "confidence"},
                                             "margin": {"l": 30, "r": 10, "t": 30, "b": 30},
                                             "xaxis": {"range": [0, 1]}, "showlegend": True},
                        config={"displayModeBar": False})
@@ -165,8 +165,8 @@ class ReviewPanel(foo.Panel):
             info = ctx.panel.get_state("info") or {}
             n = len(set(info.get("class_confidence") or {}) | set((info.get("mask") or {}).get("coverage_pct") or {}))
             if n and info.get("confidence") is not None:  # each class in its colour (class_traces)
-                panel.plot("classes", layout={"height": 40 + 28 * n, "title": "class confidence",
-                                              "margin": {"l": 90, "r": 10, "t": 30, "b": 20},
+                panel.plot("classes", layout={"height": 70 + 28 * n, "title": {"text": "class confidence"},
+                                              "margin": {"l": 90, "r": 10, "t": 30, "b": 25},
                                               "xaxis": {"range": [0, 1]}, "showlegend": False},
                            config={"displayModeBar": False})
             table = types.TableView()
