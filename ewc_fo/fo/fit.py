@@ -8,6 +8,7 @@ host-agnostic :func:`ewc_fo.models.fitting.fit_classifier`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import fiftyone as fo
 
@@ -15,6 +16,8 @@ from ewc_fo.fo.fitted import INFO_KEY, default_classifier, fitted_classifier, re
 from ewc_fo.models.classifier import Classifier
 from ewc_fo.models.fitting import DEFAULT_BACKBONE, fit_classifier
 from ewc_fo.runtime.errors import ConfigError
+
+ProgressFn = Callable[[int, int], None]
 
 
 def read_labels(samples: fo.Dataset | fo.DatasetView, label_field: str) -> tuple[list[str], list, bool]:
@@ -54,6 +57,7 @@ def fit(
     label_field: str,
     out: str | os.PathLike | None = None,
     backbone: str = DEFAULT_BACKBONE,
+    progress: ProgressFn | None = None,
     **kwargs,
 ) -> Classifier:
     """Fit a classifier on ``samples``' labels in ``label_field``; save it to ``out`` if given.
@@ -62,9 +66,10 @@ def fit(
     ``finetune_blocks``, ``fit_size``, ``input_size``, ``holdout``, ``cache_dir``, ...).
     The held-out score is in ``clf.meta["heldout_score"]`` and the checkpoint's JSON; classes
     it does not cover (a single image: fitted, never held out) are in ``clf.meta["not_scored"]``.
+    ``progress(done, total)`` is called as images are passed (the plugin reports it to the App).
     """
     paths, labels, multilabel = read_labels(samples, label_field)
-    clf = fit_classifier(paths, labels, backbone=backbone, multilabel=multilabel, **kwargs)
+    clf = fit_classifier(paths, labels, backbone=backbone, multilabel=multilabel, progress=progress, **kwargs)
     clf.meta["dataset"] = getattr(samples, "dataset_name", None) or samples.name
     clf.meta["label_field"] = label_field
     if out is not None:

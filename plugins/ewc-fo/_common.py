@@ -75,8 +75,12 @@ class Progress:
     to the database, immediate runs send it to the App.
     """
 
-    def __init__(self, ctx, what: str, every: float = 1.0):
-        self.ctx, self.what, self.every = ctx, what, every
+    #: seconds between two updates (the last one is always sent)
+    EVERY = 1.0
+
+    def __init__(self, ctx, what: str, every: float | None = None):
+        self.ctx, self.what = ctx, what
+        self.every = self.EVERY if every is None else every
         self.t0 = self.last = time.perf_counter()
         self.calls = 0
 
@@ -86,9 +90,18 @@ class Progress:
             return
         self.last = now
         self.calls += 1
-        rate = done / max(now - self.t0, 1e-9)
+        elapsed = max(now - self.t0, 1e-9)
+        rate = done / elapsed
         frac = done / total if total else 1.0
-        self.ctx.set_progress(progress=frac, label=f"{self.what} {done}/{total}, {rate:.2f} img/s")
+        label = f"{self.what} {done}/{total}, {rate:.2f} img/s"
+        if 0 < done < total:  # the same ETA a terminal bar shows
+            label += f", {_clock((total - done) / rate)} left"
+        self.ctx.set_progress(progress=frac, label=label)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m:02d}:{s:02d}"
 
 
 def finish(ctx) -> None:

@@ -181,7 +181,7 @@ class ExportMasks(foo.Operator):
         kwargs = dict(prefix=p["prefix"], classes=class_source(ctx, p.get("classes")),
                       skip_rejected=bool(p.get("skip_rejected", True)),
                       reviewed_only=bool(p.get("reviewed_only", False)), overwrite=bool(p.get("overwrite", False)),
-                      progress=Progress(ctx, "exporting"))
+                      progress=Progress(ctx, "exporting"), progress_bar=False)
         if fmt == "coco":
             kwargs.update(copy_images=bool(p.get("copy_images", True)), polygons=bool(p.get("polygons", False)),
                           overlapping=bool(p.get("overlapping", False)))

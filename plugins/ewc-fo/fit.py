@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import fiftyone.operators as foo
@@ -68,14 +67,11 @@ class FitClassifier(foo.Operator):
         fit_size = to_number(ctx.params.get("fit_size"), int, "fit_size", lo=32)
         from ewc_fo.fo.fit import fit
 
-        kwargs = {"out": out}
-        accepted = inspect.signature(fit).parameters
+        kwargs = {"out": out, "progress": Progress(ctx, "fitting")}
         if backbone:
             kwargs["backbone"] = backbone
         if fit_size:
             kwargs["fit_size"] = fit_size
-        if "progress" in accepted:
-            kwargs["progress"] = Progress(ctx, "fitting")
         with hf_token(ctx):
             result = fit(view, field, **kwargs)
         finish(ctx)

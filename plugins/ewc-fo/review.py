@@ -15,6 +15,7 @@ import fiftyone.operators.types as types
 from ._common import one_line_errors
 from .forms import runs
 from .review_data import (
+    class_traces,
     histogram_traces,
     markdown,
     next_to_review,
@@ -80,6 +81,7 @@ class ReviewPanel(foo.Panel):
         ctx.panel.set_state("summary", markdown(info, prefix) if info else None)
         ctx.panel.set_state("scores", info["rows"] if info else [])
         ctx.panel.set_state("overlay", overlay_png(ctx.dataset, info, prefix) if info else None)
+        ctx.panel.set_data("classes", class_traces(ctx.dataset, info, prefix))
         progress = review_progress(scope, prefix)
         ctx.panel.set_state("progress", progress_markdown(progress))
         ctx.panel.set_data("histogram", histogram_traces(progress))
@@ -145,7 +147,7 @@ class ReviewPanel(foo.Panel):
                    on_change=self.on_change_prefix)
         if ctx.panel.get_state("progress"):
             panel.md(ctx.panel.get_state("progress"), name="progress")
-            panel.plot("histogram", layout={"barmode": "stack", "height": 160, "title": "confidence",
+            panel.plot("histogram", layout={"barmode": "stack", "height": 160, "title": {"text": "confidence"},
                                             "margin": {"l": 30, "r": 10, "t": 30, "b": 30},
                                             "xaxis": {"range": [0, 1]}, "showlegend": True},
                        config={"displayModeBar": False})
@@ -161,6 +163,13 @@ class ReviewPanel(foo.Panel):
             panel.md(ctx.panel.get_state("summary"), name="summary")
             if ctx.panel.get_state("overlay"):
                 panel.img("overlay", height="260px", alt_text="fused map over the photo, mask outlined")
+            info = ctx.panel.get_state("info") or {}
+            n = len(set(info.get("class_confidence") or {}) | set((info.get("mask") or {}).get("coverage_pct") or {}))
+            if n and info.get("confidence") is not None:  # each class in its colour (class_traces)
+                panel.plot("classes", layout={"height": 70 + 28 * n, "title": {"text": "class confidence"},
+                                              "margin": {"l": 90, "r": 10, "t": 30, "b": 25},
+                                              "xaxis": {"range": [0, 1]}, "showlegend": False},
+                           config={"displayModeBar": False})
             table = types.TableView()
             table.add_column("explainer", label="Explainer")
             for k in ("weight", "concentration", "agreement", "quality"):

@@ -127,13 +127,34 @@ def markdown(info: dict, prefix: str) -> str:
     if info["confidence"] is None:
         return "\n".join(lines + [f"Not labeled by run `{prefix}` yet."])
     lines += [f"- confidence: **{info['confidence']}**", f"- explainer agreement: {info['agreement']}"]
-    for c, v in info["class_confidence"].items():
-        lines.append(f"- class `{c}`: confidence {v}")
     m = info.get("mask")
-    if m:
-        cover = ", ".join(f"{k} {v}%" for k, v in m.get("coverage_pct", {}).items()) or "empty"
-        lines.append(f"- mask `{prefix}_mask`: {cover}; {m.get('instances', 0)} instance(s)")
+    if m:  # the classes themselves are in the class chart, in their colours (markdown has none)
+        empty = "" if m.get("coverage_pct") else " (empty)"
+        lines.append(f"- mask `{prefix}_mask`{empty}: {m.get('instances', 0)} instance(s)")
     return "\n".join(lines)
+
+
+def class_traces(dataset, info: dict | None, prefix: str) -> list[dict]:
+    """Plotly bars, one per class of the sample (its confidence; its share of the mask as text),
+    each bar and its name in the colour the run's colour scheme gives the class, as in the grid."""
+    from ewc_fo.fo.review.app_config import run_class_colors
+
+    if not info or info.get("confidence") is None:
+        return []
+    conf = info.get("class_confidence") or {}
+    cover = (info.get("mask") or {}).get("coverage_pct") or {}
+    names = sorted(set(conf) | set(cover), key=lambda n: (-(conf.get(n) or 0), n))
+    if not names:
+        return []
+    colors = run_class_colors(dataset, prefix)
+    col = [colors.get(n, "#808080") for n in names]
+    return [{
+        "type": "bar", "name": "class confidence", "orientation": "h", "showlegend": False,
+        "y": [f'<span style="color:{c}"><b>{n}</b></span>' for n, c in zip(names, col)],
+        "x": [conf.get(n) or 0 for n in names], "marker": {"color": col},
+        "text": [f"{cover[n]}% of the image" if n in cover else "not in the mask" for n in names],
+        "textposition": "auto", "hoverinfo": "x+text",
+    }]
 
 
 def progress_markdown(p: dict) -> str:

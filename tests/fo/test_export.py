@@ -106,7 +106,7 @@ def test_coco_round_trip_pycocotools(run_ds, tmp_path):
     calls = []
     out = tmp_path / "coco"
     res = export_coco(ds, out, progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (3, 3)  # the rejected sample is filtered before counting
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # per sample; the rejected one is filtered before counting
     assert res.num_images == 3 and res.num_instances == 6
     gt = COCO(str(out / "labels.json"))
     assert {c["id"]: c["name"] for c in gt.dataset["categories"]} == TARGETS
@@ -383,7 +383,10 @@ def test_export_command(run_ds, tmp_path, capsys):
         return args.func(args)
 
     assert cli("--format", "voc", "--out", str(tmp_path / "v"), "--uncertain-band", "2") == 0
-    assert "VOC export: 3 images" in capsys.readouterr().out
+    got = capsys.readouterr()
+    assert "VOC export: 3 images" in got.out
+    # a per-sample bar with its rate, even when stderr is not a terminal (issue 22 item 9)
+    assert "VOC export: 100%" in got.err and "3/3" in got.err and "img/s" in got.err
     assert cli("--format", "coco", "--out", str(tmp_path / "c"), "--view", "firsts", "--polygons") == 0
     assert "COCO export: 2 images" in capsys.readouterr().out
     assert cli("--format", "coco", "--out", str(tmp_path / "c"), "--include-rejected", "--overwrite") == 0

@@ -20,7 +20,6 @@ import textwrap
 
 import fiftyone as fo
 import numpy as np
-import pytest
 from PIL import Image
 
 import ewc_fo

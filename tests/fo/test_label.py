@@ -167,10 +167,12 @@ def test_progress_callback_and_resume_in_process(tmp_path, clf):
     kw = dict(classifier=clf, segmenter=create_segmenter("grabcut"), config=FAST,
               progress_bar=False, batch_size=2)
     s1 = ewc_fo.label(ds, "labels", max_samples=2, progress=lambda d, t: calls.append((d, t)), **kw)
-    assert s1.processed == 2 and calls[-1] == (2, 2)
+    assert s1.processed == 2 and calls == [(1, 2), (2, 2)]  # per image, not once per batch of 2
     assert ds.get_run_info("ewc").config.serialize()["status"] == "running"
-    s2 = ewc_fo.label(ds, "labels", **kw)
+    calls.clear()
+    s2 = ewc_fo.label(ds, "labels", progress=lambda d, t: calls.append((d, t)), **kw)
     assert s2.skipped_done == 2 and s2.succeeded == 3
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # what is left to do, rising one image at a time
     assert len(ds.exists("ewc_confidence")) == 5
     assert os.path.isdir(s2.output_dir)
 

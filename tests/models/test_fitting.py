@@ -253,3 +253,45 @@ def test_feature_progress_counts_images_and_moves_often(shapes, tmp_path, monkey
     bar = next(b for b in bars if b.kw.get("desc") == "features")
     assert bar.kw["unit"] == "img" and bar.kw["total"] == len(paths)
     assert sum(bar.steps) == len(paths) and max(bar.steps) <= 4
+
+
+def test_fit_progress_rises_to_its_total_through_features_and_finetuning(shapes, tmp_path):
+    """Issue 22 item 9: ``progress(done, total)`` counts every image pass (features, then
+    fine-tuning in passes of at most 4 on a CPU, then the held-out predictions), never goes
+    back, and ends at its total; a fit whose features are all cached still ends at done."""
+    paths, labels, _ = shapes
+    sub = slice(None, None, 3)
+    calls = []
+    clf = fit_classifier(paths[sub], labels[sub], cache_dir=tmp_path, fit_size=64, finetune_blocks=1,
+                         finetune_epochs=2, epochs=20, flip=True, progress=lambda d, t: calls.append((d, t)))
+    n, held = clf.meta["n_images"], clf.meta["n_heldout"]
+    total = n + 2 * (n - held) + held
+    assert {t for _, t in calls} == {total}
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == total
+    assert max(b - a for a, b in zip([0] + done, done)) <= 4  # moves at least every 4 images
+    cached = []
+    fit_classifier(paths[sub], labels[sub], cache_dir=tmp_path, fit_size=64, flip=True, epochs=20,
+                   progress=lambda d, t: cached.append((d, t)))
+    assert cached and cached[-1][0] == cached[-1][1]
+
+
+def test_finetune_in_passes_takes_the_same_step_as_whole_batches(shapes, tmp_path):
+    """Passes of 4 whose gradients add up make the step one batch of 16 makes (frozen BatchNorm)."""
+    import copy
+
+    import torch
+
+    paths, labels, _ = shapes
+    sub = slice(None, None, 3)
+    clf = fit_classifier(paths[sub], labels[sub], cache_dir=tmp_path, fit_size=64, epochs=5, holdout=0)
+    groups = fitting.block_groups(clf.model)[-1:]
+    y, _, _ = encode_labels(labels[sub], clf.class_names, False)
+    params = []
+    for pass_size in (16, 4):
+        c = copy.deepcopy(clf)
+        fitting._finetune(c, paths[sub], y, groups, size=64, epochs=1, lr=1e-3, batch_size=16, seed=0,
+                          verbose=False, pass_size=pass_size)
+        params.append(torch.cat([p.detach().flatten() for p in c.model.parameters()]))
+    assert not torch.equal(params[0], torch.cat([p.detach().flatten() for p in clf.model.parameters()]))
+    assert torch.allclose(params[0], params[1], atol=1e-6, rtol=1e-4)

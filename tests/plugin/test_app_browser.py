@@ -254,6 +254,16 @@ def test_review_loop_in_browser(app, artifacts, tmp_path):
             assert overlay.count() and overlay.first.evaluate("i => i.naturalWidth") > 0
             assert f"id={order[0]}" in page.url
             shot(page, "08_review_panel.png")
+            # the class chart: the sample's class, its bar and its name in the scheme's colour
+            page.wait_for_selector("text=class confidence", timeout=30_000)
+            drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p =>
+                [...p.querySelectorAll('.ytick text')].map((t, i) => ({
+                    name: t.textContent,
+                    text: getComputedStyle(t.querySelector('tspan') || t).fill,
+                    bar: (p.querySelectorAll('.barlayer .point path')[i] || {}).style?.fill || null})))""")
+            rgb = "rgb({}, {}, {})".format(*(int(v) for v in _hex(colors[classes[0]])))
+            mine = [d for d in drawn if d["name"] == classes[0]]
+            assert mine and all(d["text"] == rgb and d["bar"] == rgb for d in mine), (drawn, rgb)
             page.get_by_role("button", name="Accept").first.click()
             page.wait_for_url(re.compile(f"id={order[1]}"), timeout=30_000)  # the next worst sample opened
             assert "ewc:reviewed" in ds[order[0]].tags
@@ -278,3 +288,76 @@ def test_review_loop_in_browser(app, artifacts, tmp_path):
         finally:
             browser.close()
             ds.untag_samples(["ewc:reviewed", "ewc:reject"])
+
+
+@pytest.mark.skip(reason="unfinished (issue 22 item 3 browser test): after the review test the App server "
+                  "reopens its sample view (?id=... in the URL) and neither Escape nor a new page load closed it; "
+                  "the pixel checks below have not run yet")
+def test_second_run_shows_one_mask_per_tile(app, artifacts, tmp_path):
+    """Issue 22 item 3: after a second run with another prefix the grid draws that run's mask
+    only. From the pixels of a tile: the mask the App shows is one blend of the class colour
+    (switching the newest run's mask off removes it), and it is not what both runs' masks on
+    the same tile look like (a second mask of the same colour blends stronger)."""
+    import fiftyone.operators as foo
+
+    from .conftest import FAST, URI
+
+    ds, url = app
+    if "ewc_confidence" not in ds.get_field_schema():  # the other tests did not run first
+        foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", output_dir=str(tmp_path / "first"), **FAST)
+    foo.get_operator(f"{URI}/compute_ewc")(ds, "labels", prefix="again", output_dir=str(tmp_path / "again"), **FAST)
+    ds.reload()
+    active = ds.app_config.active_fields.paths
+    assert "again_mask" in active and "ewc_mask" not in active
+    names = ds.mask_targets["again_mask"]
+    scheme = next(f for f in ds.app_config.color_scheme.fields if f["path"] == "again_mask")
+    colors = {names[m["intTarget"]]: m["color"] for m in scheme["maskTargetsColors"]}
+    shot = lambda page, name: page.screenshot(path=os.path.join(artifacts, name))  # noqa: E731
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/datasets/{DATASET}", wait_until="domcontentloaded")
+            page.wait_for_selector("[data-cy=looker]", timeout=90_000)
+            page.wait_for_timeout(3000)
+            page.wait_for_selector("[data-cy=sidebar-field-container-again_mask]", timeout=30_000)
+            field = page.locator("[data-cy=sidebar-field-container-again_mask]")
+            promo = page.get_by_role("button", name="Dismiss")
+            for _ in range(8):  # the App may reopen the sample another test left open, under its promo
+                if field.count() == 1 and not promo.count():
+                    break
+                shot(page, "11_reopened_sample.png")
+                if promo.count():
+                    promo.first.dispatch_event("click")  # the sample view covers it: no real click lands
+                else:
+                    page.keyboard.press("Escape")
+                page.wait_for_timeout(1500)
+            assert field.count() == 1 and not promo.count(), "the sample view or the promo stayed open"
+
+            def box(field):
+                return (page.locator(f"[data-cy=sidebar-field-container-{field}]").locator("xpath=..")
+                        .locator("input[type=checkbox]"))
+
+            assert box("again_mask").is_checked() and not box("ewc_mask").is_checked()
+            shot(page, "11_second_run.png")
+            shown = _tile_pixels(page, 0)
+            box("again_mask").click()  # no mask at all
+            page.wait_for_timeout(2500)
+            bare = _tile_pixels(page, 0)
+            box("again_mask").click()
+            box("ewc_mask").click()  # both runs' masks: what the App must not show by default
+            page.wait_for_timeout(2500)
+            both = _tile_pixels(page, 0)
+            shot(page, "12_both_masks_by_hand.png")
+            box("ewc_mask").click()
+            page.wait_for_timeout(1500)
+            best, alpha, frac = _drawn_color(bare, shown, colors)
+            assert frac > 0.02, f"the shown mask changed only {frac:.1%} of the pixels"
+            assert 0.2 < alpha <= 1.05, (best, alpha)
+            best2, alpha2, frac2 = _drawn_color(bare, both, colors)
+            assert best2 == best and alpha2 > alpha + 0.08, (alpha, alpha2)  # two blends, stronger
+            assert not errors, errors
+        finally:
+            browser.close()

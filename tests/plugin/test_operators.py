@@ -380,6 +380,7 @@ def test_review_panel(labeled):
     assert "0 of 3 done" in state["progress"] and "3 left" in state["progress"]
     shown = json.dumps(_requests(res, "show_panel_output")[0]["output"])
     assert "scores" in shown and "accept" in shown and "histogram" in shown
+    assert '"classes"' in shown  # the class chart, each class in its scheme colour (test_review_colours)
 
     # the grid (no sample open): the panel starts on the least confident sample to review
     assert _state(_panel(ds, "on_load"))["info"]["id"] == low[0]

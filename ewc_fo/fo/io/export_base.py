@@ -24,7 +24,6 @@ from pathlib import Path
 import fiftyone as fo
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
 
 from ewc_fo.fo.io.export_dir import MANIFEST, check_out_dir, prepare_out_dir  # noqa: F401 - re-exported
 from ewc_fo.fo.io.mask_codecs import (  # noqa: F401 - voc_colormap, paste_instance: public here too
@@ -38,6 +37,7 @@ from ewc_fo.fo.io.mask_codecs import (  # noqa: F401 - voc_colormap, paste_insta
     voc_palette,
 )
 from ewc_fo.fo.review.views import REJECT_TAG, REVIEWED_TAG
+from ewc_fo.fo.runs.outcome import make_bar
 from ewc_fo.fo.runs.record import check_prefix
 from ewc_fo.runtime.errors import ConfigError
 
@@ -207,15 +207,21 @@ class _RunFields:
                 yield cid, full, None
 
 
-def _iterate(view: fo.DatasetView, run: _RunFields, desc: str, progress: ProgressFn | None):
+def _iterate(view: fo.DatasetView, run: _RunFields, desc: str, progress: ProgressFn | None,
+             progress_bar: bool = True):
+    """The samples to export; after each one the bar (the label run's, shown even when stderr is
+    not a terminal) and ``progress(done, total)`` move."""
     total = view.count()
     it = view.select_fields(run.selected()).iter_samples()
-    with tqdm(total=total, desc=desc, unit="img", disable=None) as bar:
+    bar = make_bar(total, progress_bar, desc)
+    try:
         for i, sample in enumerate(it, 1):
             yield sample
             bar.update(1)
             if progress is not None:
                 progress(i, total)
+    finally:
+        bar.close()
 
 
 def _sample_size(sample, label_map: np.ndarray | None) -> tuple[int, int]:

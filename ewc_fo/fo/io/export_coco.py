@@ -48,6 +48,7 @@ def export_coco(
     reviewed_only: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    progress_bar: bool = True,
 ) -> ExportResult:
     """Write ``out_dir/labels.json`` (COCO instances, compressed RLE) and ``out_dir/data/``.
 
@@ -74,7 +75,7 @@ def export_coco(
     tmp_anns = open(out.file(COCO_TMP[1]), "w")  # noqa: SIM115
     try:
         with tmp_imgs, tmp_anns:
-            for sample in _iterate(view, run, "COCO export", progress):
+            for sample in _iterate(view, run, "COCO export", progress, progress_bar):
                 ok, label_map = _exportable(sample, run, res)
                 if not ok:
                     continue

@@ -45,6 +45,7 @@ def export_voc(
     reviewed_only: bool = False,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    progress_bar: bool = True,
 ) -> ExportResult:
     """Write a VOC segmentation folder: ``JPEGImages/``, ``SegmentationClass/`` and
     ``SegmentationObject/`` (palette PNGs, VOC colours), ``ImageSets/Segmentation/<split>.txt``
@@ -90,7 +91,7 @@ def export_voc(
     res = ExportResult("voc", str(root), classes=names[1:])
     used = {Path(n).stem for d in VOC_DIRS[:3] for n in out.taken(d)}  # never a foreign file's name
     with out.sealing(open(out.file("ImageSets", "Segmentation", split_file), "w")) as ids_file:
-        for sample in _iterate(view, run, "VOC export", progress):
+        for sample in _iterate(view, run, "VOC export", progress, progress_bar):
             ok, raw = _exportable(sample, run, res)
             if not ok:
                 continue

@@ -84,7 +84,7 @@ def label(
         overwrite: delete this prefix's previous run (its fields, files and views) first;
             without it, a finished run with the same prefix is an error and an
             unfinished one is resumed.
-        progress: ``progress(done, total)`` after every batch (the plugin uses it).
+        progress: ``progress(done, total)`` after every image (the plugin uses it).
         write_every, flush_seconds: results reach the database every ``write_every``
             samples or ``flush_seconds`` seconds, whichever comes first.
         max_samples: stop after this many samples in this call (the rest stays to resume).
@@ -148,7 +148,7 @@ def label(
             budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
             bar = make_bar(budget, progress_bar)
             pending: list[tuple[str, dict]] = []
-            done, last_flush = 0, time.perf_counter()
+            done, shown, last_flush = 0, 0, time.perf_counter()
             batches = list(plan.batches(budget))
             path_of = dict(zip(plan.all_ids, plan.samples.values("filepath")))
             # images are decoded ahead by DataLoader workers while the model works on the batch before
@@ -168,13 +168,14 @@ def label(
                             flush(dataset, pending, names)
                             raise
                         bar.update(1)  # per image, as its files are written
+                        shown += 1
+                        if progress:
+                            progress(shown, budget)
                     done += len(missing)
                     if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
                         claim.check()  # never write after another process took the prefix over
                         summary.write_seconds += flush(dataset, pending, names)
                         pending, last_flush = [], time.perf_counter()
-                    if progress:
-                        progress(done, budget)
                 pending += guard.release()
                 claim.check()
                 summary.write_seconds += flush(dataset, pending, names)

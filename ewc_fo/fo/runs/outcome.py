@@ -104,9 +104,10 @@ class _NoBar:
         pass
 
 
-def make_bar(total: int, enabled: bool):
+def make_bar(total: int, enabled: bool, desc: str = "ewc-fo"):
+    """A per-image bar with rate and ETA (tqdm), or one that shows nothing."""
     if not enabled or total == 0:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc="ewc-fo", dynamic_ncols=True)
+    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True)
