@@ -35,15 +35,16 @@ def _rises(seen: list[tuple[float, str]], what: str, n: int) -> None:
 def test_label_export_and_fit_report_rising_progress(tmp_path, monkeypatch, reported):
     ds = make_dataset(str(tmp_path / "imgs"), "plugin-progress", n=8)  # fitting needs 2 images a class
     three = ds.limit(3)
-    foo.get_operator(f"{URI}/compute_ewc")(three, "labels", output_dir=str(tmp_path / "out"), **FAST)
+    # the operators write only under the export root (issue 23): the test's own one
+    monkeypatch.setenv("EWC_FO_EXPORT_ROOT", str(tmp_path / "exports"))
+    foo.get_operator(f"{URI}/compute_ewc")(three, "labels", output_dir=str(tmp_path / "exports" / "out"), **FAST)
     _rises(reported, "labeling", 3)
 
     reported.clear()
-    monkeypatch.setenv("EWC_FO_EXPORT_ROOT", str(tmp_path / "exports"))
     res = foo.get_operator(f"{URI}/export_masks")(three, "coco", format="coco")
     assert res["num_images"] == 3
     _rises(reported, "exporting", 3)
 
     reported.clear()
-    foo.get_operator(f"{URI}/fit_classifier")(ds, "labels", str(tmp_path / "clf.safetensors"), fit_size=64)
+    foo.get_operator(f"{URI}/fit_classifier")(ds, "labels", str(tmp_path / "exports" / "clf.safetensors"), fit_size=64)
     _rises(reported, "fitting", 2)  # 8 images' features in passes of 4
