@@ -56,14 +56,9 @@ def _lut(targets: dict, names: list[str]) -> np.ndarray:
     return lut
 
 
-def read_training_set(samples: fo.Dataset | fo.DatasetView, run: str = "ewc", *,
-                      min_confidence: float = 0.0, trusted_weight: float = 1.0,
-                      min_samples_per_class: int = MIN_SAMPLES_PER_CLASS) -> TrainingSet:
-    """The samples of run ``run`` to learn from, their weights, and the checks (one-line errors)."""
+def check_run(dataset: fo.Dataset, run: str) -> dict:
+    """The record of run ``run``, which must exist and be finished (else a one-line error)."""
     runs.check_prefix(run)
-    if not 0 <= min_confidence <= 1:
-        raise ConfigError(f"min_confidence must be in [0, 1], got {min_confidence}")
-    dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     rec = runs.get_run(dataset, run)
     if rec is None:
         have = [r for r in dataset.list_runs() if runs.get_run(dataset, r)]
@@ -72,6 +67,17 @@ def read_training_set(samples: fo.Dataset | fo.DatasetView, run: str = "ewc", *,
     if rec.get("status") != "complete":
         raise ConfigError(f"run {run!r} is unfinished (status {rec.get('status')!r}): finish it first "
                           "(`ewc-fo label` with the same prefix resumes it)")
+    return rec
+
+
+def read_training_set(samples: fo.Dataset | fo.DatasetView, run: str = "ewc", *,
+                      min_confidence: float = 0.0, trusted_weight: float = 1.0,
+                      min_samples_per_class: int = MIN_SAMPLES_PER_CLASS) -> TrainingSet:
+    """The samples of run ``run`` to learn from, their weights, and the checks (one-line errors)."""
+    if not 0 <= min_confidence <= 1:
+        raise ConfigError(f"min_confidence must be in [0, 1], got {min_confidence}")
+    dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
+    rec = check_run(dataset, run)
     names_f = rec["fields"]
     targets = {int(k): v for k, v in dataset.mask_targets.get(names_f["mask"], {}).items()}
     classes = [targets[k] for k in sorted(targets)]

@@ -16,6 +16,9 @@ import fiftyone.operators.types as types
 from ._common import FormError, Progress, call, one_line_errors
 from .forms import checked_number, error, invalid, runs, to_number
 
+#: targets up to this many samples get the per-class trust check in the form itself
+FORM_TRUST_MAX = 20_000
+
 #: the form's numbers: (name, kind, low, high, default, label, description)
 NUMBERS = (
     ("min_confidence", float, 0, 1, 0.0, "Min confidence",
@@ -112,14 +115,21 @@ class TrainSegmenter(foo.Operator):
             check_device(ctx.params.get("device", "cpu"))
         except FormError as e:
             invalid(dev_prop, str(e).split(": ", 1)[-1])
-        # the run and its trust, as the CLI checks them before torch: one line on the run field
-        from ewc_fo.fo.train_seg import read_training_set
+        # the run and its trust, as the CLI checks them before torch: one line on the run field.
+        # Counting trusted images per class reads a few fields of every sample: on a target too
+        # big to do that at each keystroke, the form checks the run alone and execute the rest
+        # (still before any image is read)
+        from ewc_fo.fo.train_seg import check_run, read_training_set
         from ewc_fo.runtime.errors import ConfigError
 
         mc = got["min_confidence"] if got["min_confidence"] is not None else 0.0
         ms = got["min_samples"] if got["min_samples"] is not None else 3
         try:
-            read_training_set(ctx.target_view(), run, min_confidence=mc, min_samples_per_class=ms)
+            view = ctx.target_view()
+            if view.count() <= FORM_TRUST_MAX:
+                read_training_set(view, run, min_confidence=mc, min_samples_per_class=ms)
+            else:
+                check_run(ctx.dataset, run)
         except ConfigError as e:
             invalid(run_prop, str(e).splitlines()[0])
         return types.Property(inputs, view=types.View(label="EWC: train segmentation model"))

@@ -120,3 +120,16 @@ def test_bad_input_is_one_line_before_work(ran, tmp_path):
         assert "\n" not in str(info.value)
     assert not os.path.exists(out)
     assert fo.dataset_exists(ds.name)
+
+
+def test_big_targets_count_trust_in_execute_not_in_the_form(ran, tmp_path, monkeypatch):
+    """Counting trusted images reads every sample: past FORM_TRUST_MAX the form checks the run
+    alone, and execute refuses the same input, one line, before any image is read."""
+    ds, _ = ran
+    mod = sys.modules[type(foo.get_operator(OP)).__module__]
+    monkeypatch.setattr(mod, "FORM_TRUST_MAX", 4)
+    assert not invalid(resolve("train_segmenter", ds, {}))  # 8 samples: not counted in the form
+    out = str(tmp_path / "never.safetensors")
+    with pytest.raises(ConfigError, match="^too few trusted samples"):
+        foo.get_operator(OP)(ds, "ewc", out, input_size=64, epochs=1)
+    assert not os.path.exists(out)
