@@ -47,6 +47,10 @@ def parse_args(argv=None):
     p.add_argument("--tune-epochs", type=int, default=0)
     p.add_argument("--min-confidence", type=float, default=0.0)
     p.add_argument("--uniform", action="store_true", help="also train with every weight 1 (ablation)")
+    p.add_argument("--no-flip-too", action="store_true",
+                   help="also label with the trust-weighted models without the mirrored pass (speed)")
+    p.add_argument("--also-torch", action="store_true",
+                   help="also label with the trust-weighted models on PyTorch instead of ONNX Runtime (speed)")
     p.add_argument("--ewc-images", type=int, default=8, help="images EWC labels here to time it")
     p.add_argument("--out", default=str(HERE / "results" / "distill"))
     return p.parse_args(argv)
@@ -114,7 +118,8 @@ def write_table(args, ds, ids, rows, ewc_ips, cfg, encode_s, out) -> None:
                      f"{ips:.2f} | {ips / ewc_ips:.1f}x |")
     settings = {"folds": args.folds, "train": cfg.__dict__, "min_confidence": args.min_confidence,
                 "encode_seconds": round(encode_s, 1), "ewc_images_timed": args.ewc_images,
-                "train_seconds": {k: round(r[3][1], 1) for k, r in rows.items() if r[3]},
+                "train_seconds": {k: round(r[3][1], 1) for k, r in rows.items() if r[3] and r[3][1]},
+                "model_load_seconds": getattr(args, "build_seconds", {}),
                 "torch_threads": __import__("torch").get_num_threads(), "load": os.getloadavg()}
     md = "\n".join(lines + ["", "```json", json.dumps(settings, indent=1, default=str), "```", ""])
     print(md)
@@ -164,9 +169,30 @@ def main(argv=None) -> int:
     ewc_ips = s.succeeded / (time.perf_counter() - t)
     ewc_view.delete()
 
+    def label_folds(name, models, runtime, tag, flip=True):
+        """Each fold labeled by the model that did not learn from it; one table row."""
+        cm_all, iou_all, conf_all, label_s, n_lab = None, {}, {}, 0.0, 0
+        for f, path in enumerate(models):
+            held = view.select([sid for sid in ids if fold[sid] == f], ordered=True)
+            prefix = f"dist{tag}{f}"
+            t = time.perf_counter()
+            lab = SegModelLabeler(str(path), runtime=runtime, flip=flip)  # load (+ export): once a process, not timed
+            args.build_seconds[f"{name}, {lab.runtime}{'' if flip else ', no mirror'}"] = round(time.perf_counter() - t, 1)
+            t = time.perf_counter()
+            s = ewc_fo.label(held, args.label_field, prefix=prefix, segmentation_model=lab,
+                             overwrite=True, output_dir=str(out / "masks" / prefix))
+            label_s += time.perf_counter() - t
+            n_lab += s.succeeded
+            cm, iou = scores(held, f"{prefix}_mask", args.gt_field, gt_names, ds.mask_targets[f"{prefix}_mask"])
+            cm_all = cm if cm_all is None else cm_all.__iadd__(cm)
+            iou_all.update(iou)
+            conf_all.update(zip(held.values("id"), held.values(f"{prefix}_confidence")))
+        return cm_all, iou_all, conf_all, n_lab / label_s
+
+    args.build_seconds = {}
     variants = [("trained (trust weights)", False)] + ([("trained (uniform weights)", True)] if args.uniform else [])
     for name, uniform in variants:
-        cm_all, iou_all, conf_all, label_s, train_s, n_lab = None, {}, {}, 0.0, 0.0, 0
+        models, train_s = [], 0.0
         for f in range(args.folds):
             tr = [i for i, sid in enumerate(ts.ids) if fold[sid] != f]
             w = [np.ones_like(ts.weights[i]) if uniform else ts.weights[i] for i in tr]
@@ -180,19 +206,18 @@ def main(argv=None) -> int:
                     "sample_ids": [ts.ids[i] for i in tr], "run": {"dataset": ds.name, "prefix": args.run}}
             path = Path(tempfile.mkdtemp()) / f"fold{f}.safetensors"
             save_seg_model(res.model, meta, path)
-            held = view.select([sid for sid in ids if fold[sid] == f], ordered=True)
-            prefix = f"dist{'u' if uniform else 'w'}{f}"
-            t = time.perf_counter()
-            s = ewc_fo.label(held, args.label_field, prefix=prefix, segmentation_model=SegModelLabeler(str(path)),
-                             overwrite=True, output_dir=str(out / "masks" / prefix))
-            label_s += time.perf_counter() - t
-            n_lab += s.succeeded
-            cm, iou = scores(held, f"{prefix}_mask", args.gt_field, gt_names, ds.mask_targets[f"{prefix}_mask"])
-            cm_all = cm if cm_all is None else cm_all.__iadd__(cm)
-            iou_all.update(iou)
-            conf_all.update(zip(held.values("id"), held.values(f"{prefix}_confidence")))
-        rows[name] = (cm_all, iou_all, conf_all, (n_lab / label_s, train_s))
+            models.append(path)
+        cm_all, iou_all, conf_all, ips = label_folds(name, models, "auto", "u" if uniform else "w")
+        rows[f"{name}, ONNX Runtime"] = (cm_all, iou_all, conf_all, (ips, train_s))
         write_table(args, ds, ids, rows, ewc_ips, cfg, encode_s, out)
+        if args.no_flip_too and not uniform:
+            cm_all, iou_all, conf_all, ips = label_folds(name, models, "auto", "n", flip=False)
+            rows[f"{name}, ONNX Runtime, no mirrored pass"] = (cm_all, iou_all, conf_all, (ips, 0.0))
+            write_table(args, ds, ids, rows, ewc_ips, cfg, encode_s, out)
+        if args.also_torch and not uniform:
+            cm_all, iou_all, conf_all, ips = label_folds(name, models, "torch", "t")
+            rows[f"{name}, PyTorch"] = (cm_all, iou_all, conf_all, (ips, 0.0))
+            write_table(args, ds, ids, rows, ewc_ips, cfg, encode_s, out)
 
     return 0
 

@@ -151,8 +151,6 @@ def check_args(args) -> None:
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker must be >= 0, got {args.gpus_per_worker}")
     if getattr(args, "segmentation_model", None):
-        if args.ray:
-            raise ConfigError("--segmentation-model runs in-process: it needs no --ray")
         from ewc_fo.models.seg_checkpoint import read_seg_metadata
 
         args.known_classes = tuple(read_seg_metadata(args.segmentation_model)["class_names"])
@@ -194,6 +192,17 @@ def run(args) -> int:
     if args.segmentation_model:
         from ewc_fo.engine.seg_labeler import SegModelLabeler
 
+        if args.ray:  # each worker loads the model once, on its own device (distributed/ray_runner.py)
+            from ewc_fo.distributed.ray_runner import label_on_ray
+
+            summary = label_on_ray(
+                view, args.label_field, ray_address=args.ray, workers=args.workers or 1,
+                gpus_per_worker=args.gpus_per_worker or 0.0, threads_per_worker=args.threads_per_worker,
+                prefix=args.prefix, segmentation_model=SegModelLabeler(args.segmentation_model, limits=limits),
+                batch_size=args.batch_size, overwrite=args.overwrite, output_dir=args.output_dir,
+                limits=limits, wait_s=args.wait)
+            print(summary)
+            return _exit_code(summary)
         model = SegModelLabeler(args.segmentation_model, device=args.device, limits=limits)
         summary = label(view, args.label_field, prefix=args.prefix, segmentation_model=model,
                         batch_size=args.batch_size, overwrite=args.overwrite, output_dir=args.output_dir,

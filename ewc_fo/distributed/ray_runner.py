@@ -54,7 +54,7 @@ class WorkerSpec:
     classifier: str | Classifier
     segmenter: str | Segmenter
     sam2_checkpoint: str | None
-    config: EWCConfig
+    config: EWCConfig | None
     threads: int
     out_dir: str
     target_id: dict[str, int]
@@ -62,10 +62,15 @@ class WorkerSpec:
     classifier_options: dict | None = None
     segmenter_options: dict | None = None
     limits: Limits | None = None
+    #: a model from ``ewc-fo train-seg`` labels instead of EWC: its path (the workers share the
+    #: filesystem, as for the run's files) and :class:`SegModelLabeler`'s options
+    segmentation_model: str | None = None
+    segmentation_options: dict | None = None
 
 
 class LabelWorker:
-    """Ray actor body: loads the classifier and the segmenter once, then labels batches.
+    """Ray actor body: loads the classifier and the segmenter once (or the trained
+    segmentation model, once), then labels batches.
 
     Uses a GPU when Ray gave it one (``num_gpus``), else the CPU; a classifier given as an
     instance is moved there.
@@ -77,6 +82,16 @@ class LabelWorker:
 
         torch.set_num_threads(spec.threads)
         device = "cuda" if ray.get_gpu_ids() else "cpu"
+        self.spec, self.device = spec, device
+        if spec.segmentation_model is not None:
+            from ewc_fo.engine.seg_labeler import SegModelLabeler
+
+            opts = dict(spec.segmentation_options or {})
+            if device != "cpu":  # the driver's CPU runtime is not this worker's: its GPU runs torch
+                opts["runtime"] = "auto"
+            self.ewc = SegModelLabeler(spec.segmentation_model, device=device, **opts)
+            self.clf = self.ewc.clf
+            return
         if isinstance(spec.classifier, Classifier):
             clf = spec.classifier
             clf.model.to(device)
@@ -90,7 +105,7 @@ class LabelWorker:
         # take every core of the node, and N actors per node would each start that many threads
         if hasattr(seg, "workers"):
             seg.workers = spec.threads
-        self.clf, self.spec, self.device = clf, spec, device
+        self.clf = clf
         self.ewc = EWC(clf, seg, spec.config, spec.limits)
         self.ewc.workers = spec.threads
 
@@ -101,10 +116,11 @@ class LabelWorker:
                                   s.exp_keys, keep=set(missing)))
 
     def info(self) -> dict:
-        """Process id, node and device (tests kill workers by pid)."""
+        """Process id, node, device and engine (tests kill workers by pid)."""
         import ray
 
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "device": self.device}
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "device": self.device,
+                "engine": type(self.ewc).__name__}
 
 
 def label_on_ray(
@@ -134,12 +150,16 @@ def label_on_ray(
     on_workers: Callable[[list[dict]], None] | None = None,
     limits: Limits | None = None,
     wait_s: float = 0.0,
+    segmentation_model=None,
 ) -> LabelSummary:
     """:func:`ewc_fo.label` on a Ray cluster; same fields, files and record, bit for bit.
 
     ``threads_per_worker`` defaults to this process's torch thread count: the thread count
     changes float summation order, so keeping it keeps results bit-identical to an
     in-process run. ``on_workers(infos)`` is called once the actors are up (tests use it).
+    ``segmentation_model``: a model file from ``ewc-fo train-seg`` (or a
+    :class:`~ewc_fo.engine.seg_labeler.SegModelLabeler`) labels instead of EWC; each worker
+    loads it once from the path, which every node must see (docs/distill.md).
     """
     import ray
     import torch
@@ -151,23 +171,28 @@ def label_on_ray(
     claim = claim_prefix(dataset, prefix, wait_s=wait_s, auto_renew=True)
     # the driver loads the models too (on its CPU): it checks classes and settings and
     # records the run exactly as an in-process run would; workers load their own copies
-    clf = classifier if isinstance(classifier, Classifier) else load_classifier(
-        classifier, **(classifier_options or {}))
-    seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(
-        segmenter, checkpoint=sam2_checkpoint, **(segmenter_options or {}))
+    engine, seg_path, seg_opts = _segmentation_engine(segmentation_model, limits)
+    if engine is None:
+        clf = classifier if isinstance(classifier, Classifier) else load_classifier(
+            classifier, **(classifier_options or {}))
+        seg = segmenter if isinstance(segmenter, Segmenter) else create_segmenter(
+            segmenter, checkpoint=sam2_checkpoint, **(segmenter_options or {}))
+    else:
+        clf = seg = None
     with claim as held, _database_errors("preparing the run"):
         plan = prepare_run(samples, label_field, prefix=prefix, classifier=clf,
                            segmenter=seg, sam2_checkpoint=sam2_checkpoint, config=config,
                            batch_size=batch_size, overwrite=overwrite, output_dir=output_dir,
-                           limits=limits)
+                           limits=limits, engine=engine)
         summary = plan.summary
         budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
         spec = WorkerSpec(
             classifier=classifier, segmenter=segmenter, sam2_checkpoint=sam2_checkpoint,
-            config=plan.ewc.config, threads=int(threads_per_worker or torch.get_num_threads()),
+            config=None if engine is not None else plan.ewc.config,
+            threads=int(threads_per_worker or torch.get_num_threads()),
             out_dir=plan.out_dir, target_id=plan.target_id, exp_keys=plan.exp_keys,
             classifier_options=classifier_options, segmenter_options=segmenter_options,
-            limits=limits,
+            limits=limits, segmentation_model=seg_path, segmentation_options=seg_opts,
         )
         started_ray = not ray.is_initialized()
         if started_ray:
@@ -191,6 +216,17 @@ def label_on_ray(
         finish_run(plan)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _segmentation_engine(model, limits: Limits | None):
+    """(the driver's labeler, the path and options the workers rebuild it from), or Nones."""
+    if model is None:
+        return None, None, None
+    from ewc_fo.engine.seg_labeler import SegModelLabeler
+
+    engine = model if isinstance(model, SegModelLabeler) else SegModelLabeler(str(model), limits=limits)
+    return engine, engine.path, {"flip": engine.flip, "max_side": engine.max_side, "limits": engine.limits,
+                                  "runtime": engine.runtime}
 
 
 def _init_ray(address: str) -> None:

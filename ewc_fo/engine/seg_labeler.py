@@ -10,10 +10,18 @@ the mask is uncertain inside or leaves probability outside; 0 for a labeled clas
 no pixel. The image's confidence is the lowest over its classes, as for EWC. The agreement is
 how well the predictions on the image and on its mirror agree (mean per-class IoU).
 Only the image's own labeled classes (and background) compete at each pixel, as in EWC.
+
+On a CPU the network runs on ONNX Runtime (``runtime="auto"``): the model is exported once
+when the labeler is built (seconds) and its forward pass is then several times faster than
+PyTorch's on this depthwise-convolution network (docs/distill.md has the measurement).
+``runtime="torch"`` keeps PyTorch; a GPU always uses it. The runtime is part of the run's
+recorded settings, so a resumed run computes with the one that started it.
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +36,13 @@ from ewc_fo.models.seg_checkpoint import load_seg_model
 from ewc_fo.models.seg_train import prepare_image
 from ewc_fo.runtime.budget import Limits
 from ewc_fo.runtime.device import resolve_device
-from ewc_fo.runtime.errors import EWCError, NoLabelError, TooManyClassesError, UnknownClassError
+from ewc_fo.runtime.errors import (
+    ConfigError,
+    EWCError,
+    NoLabelError,
+    TooManyClassesError,
+    UnknownClassError,
+)
 from ewc_fo.runtime.images import check_image
 
 #: instances smaller than this share of the working image are dropped (speckle)
@@ -62,7 +76,10 @@ class SegModelLabeler:
     """An engine with EWC's ``run``/``describe``/``explainers`` over a trained SegNet."""
 
     def __init__(self, path: str, *, device: str | torch.device = "cpu", flip: bool = True,
-                 max_side: int = 640, limits: Limits | None = None, pretrained: bool = True):
+                 max_side: int = 640, limits: Limits | None = None, pretrained: bool = True,
+                 runtime: str = "auto"):
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         self.device = resolve_device(device)
         self.model, self.meta = load_seg_model(path, device=self.device, pretrained=pretrained)
         self.path = str(Path(path).resolve())
@@ -73,6 +90,10 @@ class SegModelLabeler:
         self.name = f"segnet:{Path(path).name}"
         self.clf = SegClasses(list(self.meta["class_names"]), self.device, self.name, self.meta)
         self.explainers: list = []
+        self.session = None
+        if runtime != "torch" and self.device.type == "cpu":
+            self.session = _ort_session(self.model, self.input_size, strict=runtime == "onnxruntime")
+        self.runtime = "onnxruntime" if self.session is not None else "torch"
 
     def describe(self) -> dict:
         keep = ("format", "backbone", "class_names", "input_size", "width", "run", "n_samples", "seed",
@@ -80,7 +101,8 @@ class SegModelLabeler:
         return {
             "classifier": {"name": self.name, **{k: self.meta[k] for k in keep if k in self.meta}},
             "segmenter": {"name": "segnet", "path": self.path},
-            "config": {"flip": self.flip, "max_side": self.max_side, "confidence": "soft_iou"},
+            "config": {"flip": self.flip, "max_side": self.max_side, "confidence": "soft_iou",
+                       "runtime": self.runtime},
             "explainers": [],
         }
 
@@ -121,10 +143,15 @@ class SegModelLabeler:
     def _probabilities(self, work: Sequence[np.ndarray]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Softmax-ready logits at stride 8 of each image, and of its mirror (flipped back)."""
         x = torch.cat([prepare_image(w, self.input_size, self.device) for w in work])
-        logits = self.model(x)
-        flipped = torch.flip(self.model(torch.flip(x, dims=[-1])), dims=[-1]) if self.flip else None
+        logits = self._forward(x)
+        flipped = torch.flip(self._forward(torch.flip(x, dims=[-1])), dims=[-1]) if self.flip else None
         return [(logits[k].float().cpu(), None if flipped is None else flipped[k].float().cpu())
                 for k in range(len(work))]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.session is None:
+            return self.model(x)
+        return torch.from_numpy(self.session.run(None, {"x": x.contiguous().numpy()})[0])
 
     def _result(self, image: np.ndarray, work: np.ndarray, logits, class_ids: list[int]) -> ImageResult:
         plain, mirror = logits
@@ -162,6 +189,34 @@ class SegModelLabeler:
         return ImageResult(results, label_map.astype(np.uint16 if len(chans) >= 256 else np.uint8),
                            np.zeros((0, *fused.shape), np.float32), fused, [], float(agreement),
                            min((r.confidence for r in results), default=0.0))
+
+
+#: how the network runs: ONNX Runtime on a CPU when it can be exported, else PyTorch
+RUNTIMES = ("auto", "onnxruntime", "torch")
+
+
+def _ort_session(model: torch.nn.Module, size: int, strict: bool = False):
+    """An ONNX Runtime session of ``model`` (exported in memory), with torch's thread count;
+    None when the export is not possible here (no ``onnx`` package) and not ``strict``."""
+    try:
+        import onnxruntime as ort
+
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), buf, input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamo=False)
+    except Exception as e:  # noqa: BLE001  (no onnx package, an exporter that cannot: PyTorch then)
+        if strict:
+            raise ConfigError(f"cannot run the segmentation model on ONNX Runtime: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        return None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = torch.get_num_threads()
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
 
 
 def _mean_iou(a: np.ndarray, b: np.ndarray, n: int) -> float:

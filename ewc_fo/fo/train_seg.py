@@ -14,6 +14,7 @@ image (its pixels weigh 0) and an image with no class left is skipped.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import fiftyone as fo
@@ -55,14 +56,9 @@ def _lut(targets: dict, names: list[str]) -> np.ndarray:
     return lut
 
 
-def read_training_set(samples: fo.Dataset | fo.DatasetView, run: str = "ewc", *,
-                      min_confidence: float = 0.0, trusted_weight: float = 1.0,
-                      min_samples_per_class: int = MIN_SAMPLES_PER_CLASS) -> TrainingSet:
-    """The samples of run ``run`` to learn from, their weights, and the checks (one-line errors)."""
+def check_run(dataset: fo.Dataset, run: str) -> dict:
+    """The record of run ``run``, which must exist and be finished (else a one-line error)."""
     runs.check_prefix(run)
-    if not 0 <= min_confidence <= 1:
-        raise ConfigError(f"min_confidence must be in [0, 1], got {min_confidence}")
-    dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     rec = runs.get_run(dataset, run)
     if rec is None:
         have = [r for r in dataset.list_runs() if runs.get_run(dataset, r)]
@@ -71,6 +67,17 @@ def read_training_set(samples: fo.Dataset | fo.DatasetView, run: str = "ewc", *,
     if rec.get("status") != "complete":
         raise ConfigError(f"run {run!r} is unfinished (status {rec.get('status')!r}): finish it first "
                           "(`ewc-fo label` with the same prefix resumes it)")
+    return rec
+
+
+def read_training_set(samples: fo.Dataset | fo.DatasetView, run: str = "ewc", *,
+                      min_confidence: float = 0.0, trusted_weight: float = 1.0,
+                      min_samples_per_class: int = MIN_SAMPLES_PER_CLASS) -> TrainingSet:
+    """The samples of run ``run`` to learn from, their weights, and the checks (one-line errors)."""
+    if not 0 <= min_confidence <= 1:
+        raise ConfigError(f"min_confidence must be in [0, 1], got {min_confidence}")
+    dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
+    rec = check_run(dataset, run)
     names_f = rec["fields"]
     targets = {int(k): v for k, v in dataset.mask_targets.get(names_f["mask"], {}).items()}
     classes = [targets[k] for k in sorted(targets)]
@@ -149,12 +156,14 @@ def train_segmenter(samples: fo.Dataset | fo.DatasetView, run: str = "ewc",
                     out: str | os.PathLike | None = None, *, min_confidence: float = 0.0,
                     trusted_weight: float = 1.0, min_samples_per_class: int = MIN_SAMPLES_PER_CLASS,
                     config=None, threads: int | None = None, device: str = "cpu",
-                    pretrained: bool = True, verbose: bool = True):
+                    pretrained: bool = True, verbose: bool = True,
+                    progress: Callable[[int, int], None] | None = None):
     """Train a segmentation model on run ``run``'s trusted masks; save it to ``out`` if given.
 
     Returns ``(model, metadata)``; the metadata (also in ``<out>.json``) names the classes,
     the run, the samples learnt from and how they were weighed. Bad input raises
-    :class:`ConfigError` before any image is read.
+    :class:`ConfigError` before any image is read. ``progress(done, total)`` is called as
+    training goes, counted in image passes (the plugin's progress bar uses it).
     """
     from ewc_fo.models.seg_checkpoint import save_seg_model
     from ewc_fo.models.seg_train import SegTrainConfig, train_segnet
@@ -166,7 +175,7 @@ def train_segmenter(samples: fo.Dataset | fo.DatasetView, run: str = "ewc",
     cfg = config or SegTrainConfig()
     dev = resolve_device(device)
     res = train_segnet(ts.paths, ts.mask, ts.weights, len(ts.class_names), cfg, threads=threads,
-                       device=dev, pretrained=pretrained, verbose=verbose)
+                       device=dev, pretrained=pretrained, verbose=verbose, progress=progress)
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
     rec = runs.get_run(dataset, run)
     from dataclasses import asdict

@@ -113,8 +113,11 @@ def encode_images(
     pretrained: bool = True,
     device: str | torch.device = "cpu",
     verbose: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Encoded:
-    """Encode images once with the frozen encoder (reusable by several trainings: cross-fitting)."""
+    """Encode images once with the frozen encoder (reusable by several trainings: cross-fitting).
+
+    ``progress(k)``: called after each image with the number of images encoded so far."""
     cfg = config or SegTrainConfig()
     torch.manual_seed(cfg.seed)  # the same encoder train_segnet builds, pretrained or not
     enc = LiteEncoder(pretrained).to(device).eval()
@@ -128,6 +131,8 @@ def encode_images(
             f8s.append(f8.cpu())
             f16s.append(f16.cpu())
             f32s.append(enc.forward_high(f16).cpu())
+            if progress is not None:
+                progress(len(f8s))
     return Encoded(f8s, f16s, f32s, cfg.input_size, cfg.flip)
 
 
@@ -143,6 +148,7 @@ def train_segnet(
     pretrained: bool = True,
     encoded: Encoded | None = None,
     verbose: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> SegTrainResult:
     """Train a SegNet on ``paths`` and their label maps.
 
@@ -150,6 +156,8 @@ def train_segnet(
     ``k`` = class ``k - 1``); ``weights[i]`` has ``num_classes + 1`` entries, the trust of
     each label's pixels. ``threads``: torch threads (default: every core this process may use).
     ``encoded``: these images' :func:`encode_images` output, if already computed.
+    ``progress(done, total)``: counted in image passes (encoding each image, then each image
+    of each epoch), so ``done / total`` is the share of the work and a rate is images/s.
     """
     cfg = config or SegTrainConfig()
     if len(paths) != len(weights):
@@ -179,8 +187,19 @@ def train_segnet(
         Y = torch.from_numpy(np.stack(ys))
         W = torch.from_numpy(np.stack(ws))
         Yf, Wf = torch.flip(Y, dims=[-1]), torch.flip(W, dims=[-1])
+        n = len(paths)
+        total = (n if encoded is None else 0) + (cfg.epochs + cfg.tune_epochs) * n
+        done = [0]
+
+        def advance(k: int) -> None:
+            done[0] += k
+            if progress is not None:
+                progress(done[0], total)
+
         if encoded is None:
-            encoded = encode_images(paths, cfg, pretrained=pretrained, device=device, verbose=verbose)
+            encoded = encode_images(paths, cfg, pretrained=pretrained, device=device, verbose=verbose,
+                                    progress=None if progress is None else lambda k: progress(k, total))
+            done[0] = n
         elif (encoded.input_size, encoded.flip, len(encoded.f8)) != (cfg.input_size, cfg.flip, len(paths)):
             raise ConfigError("the encoded features were made for other images or settings")
         f8s, f16s, f32s = encoded.f8, encoded.f16, encoded.f32
@@ -215,6 +234,7 @@ def train_segnet(
                 f32 = torch.stack([f32s[i][k] for i, k in zip(b.tolist(), j.tolist())]).to(device)
                 tot += step(opt, model.decoder(f8, f16, f32), y, w) * len(b)
                 sched.step()
+                advance(len(b))
             losses.append(tot / len(paths))
         if cfg.tune_epochs:
             model.encoder.high.requires_grad_(True)
@@ -229,6 +249,7 @@ def train_segnet(
                     f8 = torch.stack([f8s[i][k] for i, k in zip(b.tolist(), j.tolist())]).to(device)
                     f16 = torch.stack([f16s[i][k] for i, k in zip(b.tolist(), j.tolist())]).to(device)
                     tot += step(opt, model.forward_cached(f8, f16), y, w) * len(b)
+                    advance(len(b))
                 losses.append(tot / len(paths))
         model.eval().requires_grad_(False)
     finally:

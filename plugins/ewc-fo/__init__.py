@@ -24,6 +24,7 @@ MODULES = (
     "export",
     "review",
     "annotate_ops",
+    "train_seg",
 )
 
 

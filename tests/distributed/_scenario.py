@@ -5,6 +5,8 @@ itself stays outside it, so it reaches the database and the cluster only through
     python -m tests.distributed._scenario label NAME OUTDIR [--ray ADDR] [--workers N] [--cpus C]
                                          [--status FILE] [--write-every K] [--segmenter S]
     python -m tests.distributed._scenario operator NAME OUTDIR --ray ADDR [--workers N]
+    python -m tests.distributed._scenario segtrain NAME MODEL
+    python -m tests.distributed._scenario seglabel NAME OUTDIR MODEL [--ray ADDR] [--workers N] [--status FILE]
     python -m tests.distributed._scenario dump NAME OUTDIR JSON
     python -m tests.distributed._scenario wait-nodes N
 """
@@ -94,6 +96,64 @@ def operator(a) -> None:
         output_dir=a.outdir, ray_address=a.ray, workers=a.workers)
     res = getattr(res, "result", res)  # an ExecutionResult, or its result when run immediately
     print(json.dumps({k: v for k, v in res.items() if k in ("labeled", "already_done", "failed")}))
+
+
+def segtrain(a) -> None:
+    """A small segmentation model (``ewc-fo train-seg``'s kind) for the dataset's classes, trained
+    on a box around each readable image's centre: what it learnt matters less than that every
+    worker loads the same file."""
+    import fiftyone as fo
+    import numpy as np
+
+    from ewc_fo.models.classifier import IMAGENET_MEAN, IMAGENET_STD
+    from ewc_fo.models.seg_checkpoint import save_seg_model
+    from ewc_fo.models.seg_train import SegTrainConfig, train_segnet
+
+    ds = fo.load_dataset(a.name)
+    paths = [p for k, p in enumerate(ds.values("filepath")) if k != BAD]
+    labels = [c.classifications[0].label for k, c in enumerate(ds.values("labels")) if k != BAD]
+    names = sorted(set(labels))
+    masks = []
+    for lab in labels:
+        m = np.zeros((64, 64), np.int64)
+        m[16:48, 16:48] = names.index(lab) + 1
+        masks.append(m)
+    cfg = SegTrainConfig(input_size=64, width=16, epochs=2, batch_size=4)
+    res = train_segnet(paths, masks, [np.ones(len(names) + 1, np.float32)] * len(paths), len(names), cfg,
+                       threads=1)
+    save_seg_model(res.model, {"backbone": "efficientnet_lite0", "class_names": names, "input_size": 64,
+                               "width": 16, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                               "trainable_prefixes": ["decoder"]}, a.model)
+
+
+def seglabel(a) -> None:
+    """Label with the segmentation model, in-process or on the cluster (prefix ``ewc``, as ``dump`` reads)."""
+    import fiftyone as fo
+
+    import ewc_fo
+
+    ds = fo.load_dataset(a.name)
+    state: dict = {"workers": [], "done": 0}
+
+    def on_workers(infos):
+        state["workers"] = infos
+        _status(a.status, **state)
+
+    def progress(done, total):
+        state["done"], state["total"] = done, total
+        _status(a.status, **state)
+
+    kw = dict(segmentation_model=a.model, batch_size=2, write_every=2, progress_bar=False,
+              output_dir=a.outdir, progress=progress)
+    if a.ray:
+        from ewc_fo.distributed.ray_runner import label_on_ray
+
+        summary = label_on_ray(ds, "labels", ray_address=a.ray, workers=a.workers, on_workers=on_workers, **kw)
+    else:
+        summary = ewc_fo.label(ds, "labels", **kw)
+    _status(a.status, finished=True, succeeded=summary.succeeded, skipped=summary.skipped_done,
+            errors=dict(summary.errors), **state)
+    print(summary)
 
 
 def _digest(path: str) -> str:
@@ -196,6 +256,18 @@ def main() -> None:
     o.add_argument("--ray", required=True)
     o.add_argument("--workers", type=int, default=2)
     o.set_defaults(func=operator)
+    st = sub.add_parser("segtrain")
+    st.add_argument("name")
+    st.add_argument("model")
+    st.set_defaults(func=segtrain)
+    sl = sub.add_parser("seglabel")
+    sl.add_argument("name")
+    sl.add_argument("outdir")
+    sl.add_argument("model")
+    sl.add_argument("--ray", default=None)
+    sl.add_argument("--workers", type=int, default=2)
+    sl.add_argument("--status", default=None)
+    sl.set_defaults(func=seglabel)
     d = sub.add_parser("dump")
     d.add_argument("name")
     d.add_argument("outdir")

@@ -75,6 +75,23 @@ def test_precomputed_features_give_the_same_model(photos):
     assert b.losses == c.losses
 
 
+def test_progress_counts_every_image_pass_and_changes_nothing(photos):
+    """progress(done, total) in image passes: 4 encoded, then 4 per epoch; the model is the same."""
+    paths, masks = photos
+    seen = []
+    a = train_segnet(paths, masks, _weights(4), 2, CFG, threads=1, progress=lambda d, t: seen.append((d, t)))
+    total = 4 * (1 + CFG.epochs + CFG.tune_epochs)
+    assert {t for _, t in seen} == {total}
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[:4] == [1, 2, 3, 4] and done[-1] == total
+    b = train_segnet(paths, masks, _weights(4), 2, CFG, threads=1)
+    assert a.losses == b.losses
+    seen.clear()
+    train_segnet(paths, masks, _weights(4), 2, CFG, threads=1, encoded=encode_images(paths, CFG),
+                 progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (4 * (CFG.epochs + CFG.tune_epochs),) * 2  # nothing left to encode
+
+
 def test_zero_weight_pixels_do_not_teach(photos):
     paths, masks = photos
     zero = [np.zeros(3, np.float32) for _ in range(4)]
@@ -117,6 +134,19 @@ def test_checkpoint_round_trip_and_labeling(photos, tmp_path):
     assert m[24:80, 32:100].mean() > m.mean()
     out = lab.run([img], [["dog"]], errors="return")
     assert isinstance(out[0], UnknownClassError)
+    # on a CPU it runs on ONNX Runtime, recorded as a setting; PyTorch gives the same masks
+    assert lab.runtime == "onnxruntime" and lab.describe()["config"]["runtime"] == "onnxruntime"
+    pt = SegModelLabeler(str(path), runtime="torch")
+    assert pt.session is None and pt.describe()["config"]["runtime"] == "torch"
+    got = pt.run([img, img], [["cat"], ["coffee", "cat"]])
+    for a, b in zip(res, got):
+        assert np.mean(a.label_map != b.label_map) < 1e-3
+        assert abs(a.confidence - b.confidence) < 1e-3
+    again = SegModelLabeler(str(path)).run([img, img], [["cat"], ["coffee", "cat"]])
+    assert all(np.array_equal(a.label_map, b.label_map) and a.confidence == b.confidence
+               and np.array_equal(a.fused, b.fused) for a, b in zip(res, again))  # deterministic
+    with pytest.raises(ConfigError, match="runtime must be one of"):
+        SegModelLabeler(str(path), runtime="tensorrt")
 
 
 def test_bad_checkpoints(photos, tmp_path):

@@ -38,7 +38,6 @@ from ewc_fo.models.classifier import Classifier
 from ewc_fo.runtime.budget import Limits
 from ewc_fo.runtime.errors import (
     AlreadyLabeledError,
-    ConfigError,
     DatabaseUnavailableError,
     EnvironmentFaultError,
 )
@@ -101,16 +100,15 @@ def label(
             many seconds for it before raising :class:`RunInProgressError` (docs/concurrency.md).
         segmentation_model: a model from ``ewc-fo train-seg`` (path or
             :class:`~ewc_fo.engine.seg_labeler.SegModelLabeler`) labels alone instead of EWC:
-            one forward pass per image, the same fields, files and resume (docs/distill.md).
+            one forward pass per image, the same fields, files and resume (docs/distill.md);
+            with ``ray_address``, each worker loads it once.
     """
     # ---- validate everything before touching the database: bad input writes nothing
     runs.check_prefix(prefix)
     _check_numbers(batch_size=batch_size, write_every=write_every, flush_seconds=flush_seconds,
                    max_samples=max_samples, wait_s=wait_s)
     engine = None
-    if segmentation_model is not None:
-        if ray_address:
-            raise ConfigError("--segmentation-model runs in-process: it needs no Ray cluster")
+    if segmentation_model is not None and not ray_address:
         from ewc_fo.engine.seg_labeler import SegModelLabeler
 
         engine = segmentation_model if isinstance(segmentation_model, SegModelLabeler) else \
@@ -124,7 +122,7 @@ def label(
             classifier=classifier, segmenter=segmenter, sam2_checkpoint=sam2_checkpoint, config=config,
             batch_size=batch_size, write_every=write_every, flush_seconds=flush_seconds,
             overwrite=overwrite, output_dir=output_dir, progress=progress, progress_bar=progress_bar,
-            max_samples=max_samples, limits=limits, wait_s=wait_s,
+            max_samples=max_samples, limits=limits, wait_s=wait_s, segmentation_model=segmentation_model,
         )
     t0 = time.perf_counter()
     dataset = samples._root_dataset if isinstance(samples, fo.DatasetView) else samples
