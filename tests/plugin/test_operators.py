@@ -19,7 +19,8 @@ from ewc_fo.runtime.errors import ConfigError
 from ..fo._data import make_dataset
 from .conftest import FAST, URI
 
-OPERATORS = ["fit_classifier", "compute_ewc", "create_triage_views", "evaluate_masks", "export_masks"]
+OPERATORS = ["fit_classifier", "compute_ewc", "create_triage_views", "evaluate_masks", "export_masks",
+             "train_segmenter"]
 
 
 def resolve(name, samples, params=None, **request):
