@@ -14,6 +14,7 @@ Ratios (measured in the same run, same batch / same image):
   (1) ``explain(...)`` with all default CAMs  ÷  one plain ``GradCAM(model, layers)(x, targets)``
   (2) SAM2 stage (set_image + K explainer prompts + final prompt)  ÷  set_image + one predict,
       SAM2 tiny config with random weights (timings do not depend on the weights).
+  (3) the same for the ONNX SAM backend (MobileSAM from setup.sh), proposals included.
 
     python benchmarks/engine.py --n 16 --batch-sizes 1 8
 """
@@ -21,6 +22,7 @@ Ratios (measured in the same run, same batch / same image):
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -161,6 +163,34 @@ def sam2_ratio(image: np.ndarray, maps: np.ndarray, repeat: int) -> tuple[float,
     return t_ours, t_base, t_ours / t_base
 
 
+def onnx_sam_ratio(image: np.ndarray, maps: np.ndarray, repeat: int) -> tuple[float, float, float]:
+    """ONNX SAM stage (embed + K quality prompts + final prompt + proposals on the 8 x 8 grid)
+    ÷ embed + one box decode: what the method adds on top of one SAM call (MobileSAM, setup.sh)."""
+    from ewc_fo.engine.config import DEFAULT_PROPOSAL_GRID
+    from ewc_fo.engine.proposals import grid_points
+
+    seg = create_segmenter("sam-onnx", threads=torch.get_num_threads())
+    pc = PromptConfig()
+    prompts = [make_prompt(m, pc) for m in maps]
+    fused = maps.mean(0)
+    box = next((p.regions[0].box for p in prompts if p.regions), np.array([0, 0, 10, 10], np.float32))
+
+    def baseline():
+        seg.set_images([image])
+        seg.decode(0, np.array([box[:2], box[2:]], np.float32), np.array([2, 3], np.float32))
+
+    def ours():
+        seg.set_images([image])
+        seg.segment_images([prompts])
+        seg.segment_images([[make_prompt(fused, pc)]])
+        seg.propose(0, grid_points(fused[None], [1.0], DEFAULT_PROPOSAL_GRID, 0.3))
+
+    baseline()  # warm-up
+    t_base, _, _ = timed(baseline, repeat)
+    t_ours, _, _ = timed(ours, repeat)
+    return t_ours, t_base, t_ours / t_base
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default=DEFAULT_DIR, help="folder of JPEG/PNG images (read in place)")
@@ -170,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch/OpenCV intra-op threads")
     ap.add_argument("--repeat", type=int, default=3, help="repetitions for the ratios (median)")
     ap.add_argument("--skip-sam2", action="store_true", help="skip the SAM2 ratio (slow on CPU)")
+    ap.add_argument("--skip-sam-onnx", action="store_true", help="skip the ONNX SAM ratio")
     args = ap.parse_args(argv)
 
     import cv2
@@ -212,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         t_ours, t_base, r2 = sam2_ratio(work[0], o.maps[:, 0], args.repeat)
         print(f"| (2) SAM2 set_image + {len(o.names)} quality + 1 final prompts ÷ set_image + "
               f"predict | {t_ours * 1000:.0f} ms | {t_base * 1000:.0f} ms | {r2:.2f} | ≤ 1.3 |")
+    from ewc_fo.segmenters import onnx_files
+
+    if not args.skip_sam_onnx and (onnx_files.installed() or os.environ.get(onnx_files.ENV)):
+        (o,) = explain(clf, work[:1], targets[:1], CAMS + ATTR)
+        t_ours, t_base, r3 = onnx_sam_ratio(work[0], o.maps[:, 0], args.repeat)
+        print(f"| (3) ONNX SAM embed + {len(o.names)} quality + 1 final prompts + proposals ÷ embed + "
+              f"one decode | {t_ours * 1000:.0f} ms | {t_base * 1000:.0f} ms | {r3:.2f} | |")
     return 0
 
 
