@@ -170,7 +170,8 @@ def ablations(view, gt_field: str, gt_names: list[str], prefix: str = "ewc", ref
             pm = np.unpackbits(z["proposals"], axis=-1, count=int(z["proposals_width"])).astype(bool)
             props = list(zip(pm, z["proposal_qualities"].tolist()))
             obj = z["objectness"].astype(np.float32) / 255 if vote and "objectness" in z else None
-            em = np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
+            em = None if obj is not None else \
+                np.unpackbits(z["explainer_masks"], axis=-1, count=int(z["explainer_masks_width"])).astype(bool)
             for k, n in enumerate(names):
                 hw = maps[k].shape[1:]
                 base = salient_labels(maps[k], obj, objectness_labels or thr, hw, z["probabilities"]) \
@@ -204,6 +205,7 @@ def main(argv=None) -> int:
     import ewc_fo
     from ewc_fo.fo.fit import fit
     from ewc_fo.metrics import auroc_bad, spearman
+    from ewc_fo.models.objectness import objectness_available
     from ewc_fo.models.registry import load_classifier
     from ewc_fo.runtime.errors import ConfigError
     from ewc_fo.segmenters import create_segmenter
@@ -246,7 +248,7 @@ def main(argv=None) -> int:
     report = ewc_fo.evaluate(view, pred_field="ewc_mask", gt_field=args.gt_field)
     targets = {int(k): str(v) for k, v in ds.mask_targets[args.gt_field].items() if int(k) != 255}
     gt_names = [targets.get(i, "background" if i == 0 else str(i)) for i in range(max(targets) + 1)]
-    vote = cfg.proposal_objectness if cfg.proposal_objectness is not None else _objectness_installed()
+    vote = cfg.proposal_objectness if cfg.proposal_objectness is not None else objectness_available()
     alone, segcm = ablations(view, args.gt_field, gt_names, refine=cfg.refine,
                              objectness_labels=cfg.objectness_labels,
                              proposals=(cfg.proposal_threshold, vote))
@@ -278,7 +280,7 @@ def main(argv=None) -> int:
         "draft_quality": cfg.draft_quality, "refine": cfg.refine, "objectness": cfg.objectness,
         "objectness_labels": cfg.objectness_labels, "proposal_grid": cfg.proposal_grid,
         "proposal_objectness": cfg.proposal_objectness if cfg.proposal_objectness is not None
-        else f"auto (U²-Net-p installed: {_objectness_installed()})", "scales": list(cfg.scales), "flip": cfg.flip,
+        else f"auto (U²-Net-p installed: {objectness_available()})", "scales": list(cfg.scales), "flip": cfg.flip,
         "fit_seconds": round(fit_s, 1), "label_seconds": round(label_s, 1),
     }
     md = "\n".join([
@@ -297,12 +299,6 @@ def main(argv=None) -> int:
     if not args.no_plots:
         plots(report, conf, iou, out)
     return 0
-
-
-def _objectness_installed() -> bool:
-    from ewc_fo.models.objectness import objectness_available
-
-    return objectness_available()
 
 
 def load_data(args):

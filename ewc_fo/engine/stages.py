@@ -134,8 +134,7 @@ def finish(cfg: EWCConfig, class_names: Sequence[str], st: ImageWork, final: lis
     if cfg.objectness_labels > 0 and st.objectness is not None and C and not with_props:
         label_map = salient_labels(fused, st.objectness, cfg.objectness_labels, (H, W), out.scores)
         small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
-        obj = st.objectness if st.objectness.shape == small.shape else \
-            cv2.resize(st.objectness, fused.shape[:0:-1], interpolation=cv2.INTER_LINEAR)
+        obj = _at(st.objectness, fused)
         for j, r in enumerate(results):
             r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, r.quality)
             # the confidence judges the mask that is written: the fused mass inside it, and
