@@ -48,6 +48,9 @@ class EWCConfig:
     class_competition: float = 0.7
     #: confidence = agreement^a * sqrt(quality * mass_inside)^(1 - a): how much of it is agreement
     confidence_agreement: float = 2 / 3
+    #: an image's confidence from its classes': "product" (it is right only if every class is:
+    #: each image-level class is one more chance of a wrong mask; method.md v0.8) or "min" (v0.7)
+    image_confidence: str = "product"
     #: refinement of the final masks with the fused map and the image (``refine.py``):
     #: "none", "crf" (needs pydensecrf) or "pamr" (torch)
     refine: str = "none"
@@ -99,6 +102,8 @@ class EWCConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         check_method(self.refine)
+        if self.image_confidence not in ("product", "min"):
+            raise ConfigError(f"image_confidence must be 'product' or 'min', got {self.image_confidence!r}")
         if int(self.max_side) < MIN_SIDE:
             raise ConfigError(f"max_side must be >= {MIN_SIDE}, got {self.max_side}")
 

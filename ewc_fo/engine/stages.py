@@ -152,10 +152,18 @@ def finish(cfg: EWCConfig, class_names: Sequence[str], st: ImageWork, final: lis
         if with_props:
             label_map = _relabel_by_proposals(cfg, st, results, label_map, agree_cls)
     agreement_img = float(np.mean(agree_cls)) if C else 0.0
-    confidence = min((r.confidence for r in results), default=0.0)
+    confidence = image_confidence([r.confidence for r in results], cfg.image_confidence)
     return ImageResult(results, label_map, maps, fused, out.names, agreement_img, confidence,
                        objectness=st.objectness,
                        proposals=st.proposals if cfg.keep_explainer_masks and with_props else None)
+
+
+def image_confidence(class_confidences: Sequence[float], how: str = "product") -> float:
+    """An image's confidence from its classes' (0 without classes): their product, the chance
+    that every mask is right if each is right with its own confidence, or their minimum."""
+    if not class_confidences:
+        return 0.0
+    return float(np.prod(class_confidences)) if how == "product" else float(min(class_confidences))
 
 
 def _at(objectness: np.ndarray, fused: np.ndarray) -> np.ndarray:
@@ -168,7 +176,9 @@ def _at(objectness: np.ndarray, fused: np.ndarray) -> np.ndarray:
 def _relabel_by_proposals(cfg: EWCConfig, st: ImageWork, results: list[ClassResult], base: np.ndarray,
                           agree_cls: list, objectness: np.ndarray | None = None) -> np.ndarray:
     """The label map from SAM's proposals (``proposals.py``); each class's mask, instances and
-    confidence follow the map that is written (its fused mass inside, the proposals' quality)."""
+    confidence follow the map that is written: its fused mass inside, and as its quality the
+    proposals' predicted IoU, or with ``objectness`` its IoU with the class in ``base`` (the
+    labels from objectness)."""
     fused = st.fused
     props = [(m if m.shape == fused.shape[1:] else
               cv2.resize(m.astype(np.uint8), fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST) > 0, q)
@@ -176,10 +186,17 @@ def _relabel_by_proposals(cfg: EWCConfig, st: ImageWork, results: list[ClassResu
     H, W = base.shape
     label_map = label_proposals(fused, props, cfg.proposal_threshold, (H, W), st.out.scores, base, objectness)
     small = cv2.resize(label_map, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST)
+    small_base = cv2.resize(base, fused.shape[:0:-1], interpolation=cv2.INTER_NEAREST) if objectness is not None else None
     for j, r in enumerate(results):
         m = small == j + 1
-        qs = [(float((pm & m).sum()), q) for pm, q in props if (pm & m).any()]
-        q = sum(a * qq for a, qq in qs) / sum(a for a, _ in qs) if qs else r.quality
+        if small_base is not None:
+            # two independent cuts of the class, SAM's proposals and the objectness labels:
+            # where they agree the mask is trusted (method.md v0.8)
+            o = small_base == j + 1
+            q = float((m & o).sum() / max(1, (m | o).sum()))
+        else:
+            qs = [(float((pm & m).sum()), q) for pm, q in props if (pm & m).any()]
+            q = sum(a * qq for a, qq in qs) / sum(a for a, _ in qs) if qs else r.quality
         r.mask, r.instances = relabel_instances(label_map == j + 1, r.instances, q)
         r.quality = q
         r.mass_inside, r.confidence = class_confidence(agree_cls[j], q, fused[j], m, cfg.confidence_agreement)
