@@ -15,6 +15,7 @@ orig_im_size``), on onnxruntime: a real promptable segmenter without torch weigh
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ SIDE = 1024
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)
 QUALITIES = ("iou", "stability", "both")
+log = logging.getLogger(__name__)
 
 
 class OnnxSAMSegmenter(Segmenter):
@@ -240,15 +242,36 @@ def _session(path: str, role: str, device: str, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if str(device).startswith("cuda") or device == "auto":
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        elif str(device).startswith("cuda"):
-            raise ConfigError("--device cuda for sam-onnx needs onnxruntime-gpu (pip install onnxruntime-gpu)")
+    providers = _providers(device, ort.get_available_providers())
     try:
-        return ort.InferenceSession(path, opts, providers=providers)
+        sess = ort.InferenceSession(path, opts, providers=providers)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ConfigError(f"ONNX SAM {role} {path} does not load in onnxruntime ({first}); "
                           f"replace the file, or {onnx_files.FIX}") from None
+    if len(providers) > 1 and sess.get_providers()[0] != "CUDAExecutionProvider":
+        # onnxruntime falls back to the CPU in silence when its CUDA libraries do not load
+        if str(device).startswith("cuda"):
+            raise ConfigError(f"--device {device}: onnxruntime-gpu did not start its CUDA provider for the "
+                              f"ONNX SAM {role} (CUDA 12 / cuDNN 9 libraries not found, or no such GPU); "
+                              "use --device cpu")
+        log.warning("sam-onnx: onnxruntime's CUDA provider did not start; the %s runs on the CPU", role)
+    return sess
+
+
+def _providers(device, available) -> list:
+    """onnxruntime providers for ``device``: ``cuda[:N]`` = CUDA on GPU N (one line if this
+    onnxruntime has no CUDA provider), ``auto`` = CUDA where there, else (and ``cpu``) the CPU."""
+    d = str(device).strip().lower()
+    if not (d.startswith("cuda") or d == "auto"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if d == "auto":
+            return ["CPUExecutionProvider"]
+        raise ConfigError(f"--device {device} for sam-onnx needs onnxruntime's CUDA provider, which this "
+                          f"onnxruntime lacks ({', '.join(available)}): pip uninstall onnxruntime && pip "
+                          "install onnxruntime-gpu, or use --device cpu")
+    idx = d.partition(":")[2] or "0"
+    if not idx.isdigit():
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
+    return [("CUDAExecutionProvider", {"device_id": int(idx)}), "CPUExecutionProvider"]
