@@ -280,13 +280,13 @@ def main(argv: list[str] | None = None) -> int:
               f"one decode | {t_ours * 1000:.0f} ms | {t_base * 1000:.0f} ms | {r3:.2f} | |")
         th = torch.get_num_threads()
         st = onnx_sam_settings(work[0], o.maps[:, 0], args.repeat, th)
-        for j, what in enumerate(("encoder", "whole ONNX SAM stage (as in 3)")):
+        for j, what in enumerate(("encoder alone", "whole ONNX SAM stage (as in 3)")):
             a, b = st["int8", th][j], st["fp32", th][j]
-            print(f"| (4) int8 ÷ fp32 encoder, {what}, {th} thread(s) | {a * 1000:.0f} ms | "
+            print(f"| (4) int8 ÷ fp32, {what}, {th} thread(s) | {a * 1000:.0f} ms | "
                   f"{b * 1000:.0f} ms | {a / b:.2f} | |")
-        for j, what in enumerate(("encoder", "whole ONNX SAM stage (as in 3)")):
+        for j, what in enumerate(("encoder alone", "whole ONNX SAM stage (as in 3)")):
             a, b = st["fp32", 2][j], st["fp32", 1][j]
-            print(f"| (5) 2 ÷ 1 intra-op threads, fp32 {what} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | "
+            print(f"| (5) 2 ÷ 1 intra-op threads, fp32, {what} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | "
                   f"{a / b:.2f} | |")
     return 0
 
