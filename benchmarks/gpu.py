@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--batch-sizes", default="1,8,32")
-    p.add_argument("--images", type=int, default=96, help="images timed per batch size")
+    p.add_argument("--images", type=int, default=64, help="images timed per batch size")
     p.add_argument("--size", default="500x375", help="generated image size WxH")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: by device)")
     p.add_argument("--precision", default="auto", help="auto (bf16 on a GPU), bf16 or fp32")
