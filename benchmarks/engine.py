@@ -15,6 +15,9 @@ Ratios (measured in the same run, same batch / same image):
   (2) SAM2 stage (set_image + K explainer prompts + final prompt)  ÷  set_image + one predict,
       SAM2 tiny config with random weights (timings do not depend on the weights).
   (3) the same for the ONNX SAM backend (MobileSAM from setup.sh), proposals included.
+  (4) ONNX SAM int8 ÷ fp32 (``precision="int8"``: the encoder's int8 dynamic-quantized copy),
+      the encoder alone and the whole stage of (3), at ``--threads`` intra-op threads;
+  (5) ONNX SAM fp32 at 2 ÷ 1 intra-op threads, the encoder alone and the whole stage.
 
     python benchmarks/engine.py --n 16 --batch-sizes 1 8
 """
@@ -163,32 +166,57 @@ def sam2_ratio(image: np.ndarray, maps: np.ndarray, repeat: int) -> tuple[float,
     return t_ours, t_base, t_ours / t_base
 
 
-def onnx_sam_ratio(image: np.ndarray, maps: np.ndarray, repeat: int) -> tuple[float, float, float]:
-    """ONNX SAM stage (embed + K quality prompts + final prompt + proposals on the 8 x 8 grid)
-    ÷ embed + one box decode: what the method adds on top of one SAM call (MobileSAM, setup.sh)."""
+def _onnx_sam_stage(seg, image: np.ndarray, maps: np.ndarray):
+    """(embed, one box decode, the whole stage) of the ONNX SAM on one image: the stage is
+    embed + K quality prompts + final prompt + proposals on the default grid, as EWC runs it."""
     from ewc_fo.engine.config import DEFAULT_PROPOSAL_GRID
     from ewc_fo.engine.proposals import grid_points
 
-    seg = create_segmenter("sam-onnx", threads=torch.get_num_threads())
     pc = PromptConfig()
     prompts = [make_prompt(m, pc) for m in maps]
     fused = maps.mean(0)
     box = next((p.regions[0].box for p in prompts if p.regions), np.array([0, 0, 10, 10], np.float32))
 
-    def baseline():
+    def embed():
         seg.set_images([image])
+
+    def baseline():
+        embed()
         seg.decode(0, np.array([box[:2], box[2:]], np.float32), np.array([2, 3], np.float32))
 
-    def ours():
-        seg.set_images([image])
+    def stage():
+        embed()
         seg.segment_images([prompts])
         seg.segment_images([[make_prompt(fused, pc)]])
         seg.propose(0, grid_points(fused[None], [1.0], DEFAULT_PROPOSAL_GRID, 0.3))
 
+    return embed, baseline, stage
+
+
+def onnx_sam_ratio(image: np.ndarray, maps: np.ndarray, repeat: int) -> tuple[float, float, float]:
+    """ONNX SAM stage (embed + K quality prompts + final prompt + proposals on the 8 x 8 grid)
+    ÷ embed + one box decode: what the method adds on top of one SAM call (MobileSAM, setup.sh)."""
+    seg = create_segmenter("sam-onnx", threads=torch.get_num_threads())
+    _, baseline, ours = _onnx_sam_stage(seg, image, maps)
     baseline()  # warm-up
     t_base, _, _ = timed(baseline, repeat)
     t_ours, _, _ = timed(ours, repeat)
     return t_ours, t_base, t_ours / t_base
+
+
+def onnx_sam_settings(image: np.ndarray, maps: np.ndarray, repeat: int, threads: int
+                      ) -> dict[tuple[str, int], tuple[float, float]]:
+    """(encoder s, whole stage s) per (precision, intra-op threads): fp32 and int8 at
+    ``threads``, and fp32 at 1 and 2 threads, each timed in turn in this one process."""
+    out = {}
+    for prec, th in dict.fromkeys([("fp32", threads), ("int8", threads), ("fp32", 1), ("fp32", 2)]):
+        seg = create_segmenter("sam-onnx", threads=th, precision=prec)
+        embed, _, stage = _onnx_sam_stage(seg, image, maps)
+        embed()  # warm-up
+        t_enc, _, _ = timed(embed, repeat)
+        t_stage, _, _ = timed(stage, repeat)
+        out[prec, th] = (t_enc, t_stage)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,6 +278,16 @@ def main(argv: list[str] | None = None) -> int:
         t_ours, t_base, r3 = onnx_sam_ratio(work[0], o.maps[:, 0], args.repeat)
         print(f"| (3) ONNX SAM embed + {len(o.names)} quality + 1 final prompts + proposals ÷ embed + "
               f"one decode | {t_ours * 1000:.0f} ms | {t_base * 1000:.0f} ms | {r3:.2f} | |")
+        th = torch.get_num_threads()
+        st = onnx_sam_settings(work[0], o.maps[:, 0], args.repeat, th)
+        for j, what in enumerate(("encoder alone", "whole ONNX SAM stage (as in 3)")):
+            a, b = st["int8", th][j], st["fp32", th][j]
+            print(f"| (4) int8 ÷ fp32, {what}, {th} thread(s) | {a * 1000:.0f} ms | "
+                  f"{b * 1000:.0f} ms | {a / b:.2f} | |")
+        for j, what in enumerate(("encoder alone", "whole ONNX SAM stage (as in 3)")):
+            a, b = st["fp32", 2][j], st["fp32", 1][j]
+            print(f"| (5) 2 ÷ 1 intra-op threads, fp32, {what} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | "
+                  f"{a / b:.2f} | |")
     return 0
 
 

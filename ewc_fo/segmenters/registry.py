@@ -34,7 +34,8 @@ def list_segmenters() -> list[str]:
 def create_segmenter(name: str = "auto", **options) -> Segmenter:
     """``"sam2"`` (``checkpoint=`` a path, or a hub id like ``facebook/sam2.1-hiera-tiny``),
     ``"sam-onnx"`` (``sam_onnx=`` a folder, or ``sam_onnx_encoder=`` + ``sam_onnx_decoder=``;
-    else ``$EWC_SAM_ONNX``, else the setup.sh cache), ``"grabcut"``, or ``"auto"``: SAM2 when a
+    else ``$EWC_SAM_ONNX``, else the setup.sh cache; ``precision="int8"``: its encoder from an int8
+    copy made once in the cache), ``"grabcut"``, or ``"auto"``: SAM2 when a
     checkpoint is given or in ``$EWC_SAM2_CHECKPOINT``, else the ONNX SAM when one is named
     or installed by setup.sh (:data:`AUTO_USES_INSTALLED_ONNX_SAM`), else GrabCut; one line says which."""
     if name == "auto":
@@ -91,7 +92,7 @@ def _sam_onnx(*, checkpoint=None, config=None, device="cpu", precision="auto", c
     from ewc_fo.segmenters.onnx_sam import OnnxSAMSegmenter
 
     return OnnxSAMSegmenter.from_files(sam_onnx, sam_onnx_encoder, sam_onnx_decoder,
-                                       device=str(device), **kw)
+                                       device=str(device), precision=precision, **kw)
 
 
 def _sam2(*, checkpoint: str | None = None, config: str | None = None, device: str = "cpu",
@@ -99,6 +100,8 @@ def _sam2(*, checkpoint: str | None = None, config: str | None = None, device: s
           sam_onnx_decoder=None, **kw) -> Segmenter:
     if checkpoint is None:
         raise ConfigError("the sam2 segmenter needs a checkpoint path or a Hugging Face model id")
+    if precision == "int8":
+        raise ConfigError("precision int8 (--sam-precision int8) is for the sam-onnx segmenter; SAM2 takes auto, bf16 or fp32")
     from ewc_fo.runtime.device import resolve_device  # torch: only when SAM2 is asked for
 
     dev = resolve_device(device)  # a missing GPU fails here, before any model is built
