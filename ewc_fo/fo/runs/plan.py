@@ -224,9 +224,13 @@ def _make_output_dirs(out_dir: str) -> None:
 
 def _comparable(described: dict) -> dict:
     """The part of a run's description that must match to resume it (JSON-normalised,
-    as it comes back from the database)."""
+    as it comes back from the database). A quantized segmenter counts as another one
+    (``sam-onnx/int8``): its masks differ; fp32 keeps the bare name earlier runs recorded."""
+    seg = described["segmenter"]
+    precision = seg.get("precision")
+    name = seg["name"] if precision in (None, "fp32") else f"{seg['name']}/{precision}"
     return json.loads(json.dumps({"classifier": described["classifier"], "explainers": described["explainers"],
-            "config": described["config"], "segmenter": described["segmenter"]["name"]}))
+            "config": described["config"], "segmenter": name}))
 
 
 def _has_todo(samples, names) -> bool:
