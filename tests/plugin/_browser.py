@@ -16,7 +16,6 @@ import contextlib
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests._mongod import free_port, stop
 
 CHROMIUM = os.environ.get("EWC_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -46,16 +47,10 @@ def artifacts_dir() -> str:
     return d
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(env: dict, log_path: str):
     """A FiftyOne App server on loopback (a port of its own), for the life of the block: its URL."""
-    port = _free_port()
+    port = free_port()
     log = open(log_path, "w")
     server = subprocess.Popen([sys.executable, "-m", "fiftyone.server.main", "--port", str(port),
                                "--address", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -73,11 +68,7 @@ def serve(env: dict, log_path: str):
                 time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         log.close()
 
 
