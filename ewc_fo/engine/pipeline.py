@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
@@ -38,6 +38,10 @@ from ewc_fo.segmenters import Segmenter
 
 log = logging.getLogger(__name__)
 
+#: the stages of a batch in the order they run (``EWC.timings`` keys; downscale is per image)
+BATCH_STAGES = ("explain", "objectness", "prepare", "segmenter_set", "segment_explainers", "fuse",
+                "segment_fused", "proposals", "merge")
+
 class EWC:
     """Explain with Confidence over a classifier and a segmenter.
 
@@ -62,6 +66,11 @@ class EWC:
         self.workers: int | None = None
         #: seconds spent per stage since creation (benchmarks read and reset it)
         self.timings: dict[str, float] = defaultdict(float)
+        #: ``on_stage(name, share)`` after each stage of a batch: ``share`` is the part of the
+        #: batch's work done so far, estimated from earlier batches' stage times (the stages'
+        #: count on the first); hosts move a progress bar with it while a long batch runs
+        self.on_stage: Callable[[str, float], None] | None = None
+        self._shares: dict[str, float] = {}
         names = self.config.explainers or DEFAULT_EXPLAINERS
         self.explainers: list[Explainer] = [create_explainer(n) for n in names]
         keys = [e.key for e in self.explainers]
@@ -138,6 +147,7 @@ class EWC:
         ok = [i for i in range(len(images)) if out[i] is None]
         if not ok:
             return out
+        self._shares = batch_shares(self.timings)
         torch.manual_seed(cfg.seed)
         # the batch's explain pass gets the budget of all its samples
         batch_budget = None if lim.sample_timeout_s is None else lim.sample_timeout_s * len(ok)
@@ -179,6 +189,8 @@ class EWC:
             if self.clf.device.type == "cuda":  # charge queued GPU work to its own stage
                 torch.cuda.synchronize(self.clf.device)
             self.timings[name] += time.perf_counter() - t
+        if self.on_stage is not None and name in BATCH_STAGES:  # only once the stage succeeded
+            self.on_stage(name, self._shares.get(name, 1.0))
 
     def _class_ids(self, cs) -> list[int]:
         """Class indices of one sample's labels (deduplicated), within ``limits.max_classes``."""
@@ -272,6 +284,21 @@ class EWC:
 
             self.objectness = load_objectness(None, str(self.clf.device))
         return self.objectness(work)
+
+
+def batch_shares(timings: dict[str, float]) -> dict[str, float]:
+    """Each stage's cumulative share of a batch's time: ``{"explain": 0.25, ..., "merge": 1.0}``.
+
+    From the seconds spent so far (``EWC.timings``); with none yet, every stage counts the same."""
+    secs = [max(0.0, timings.get(n, 0.0)) for n in BATCH_STAGES]
+    total = sum(secs)
+    if total <= 0:
+        secs, total = [1.0] * len(BATCH_STAGES), float(len(BATCH_STAGES))
+    shares, acc = {}, 0.0
+    for n, t in zip(BATCH_STAGES, secs):
+        acc += t
+        shares[n] = min(1.0, acc / total)
+    return shares
 
 
 def _objectness_installed() -> bool:

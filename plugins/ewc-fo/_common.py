@@ -85,6 +85,13 @@ class Progress:
         self.calls = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self._send(done, total)
+
+    def stage(self, name: str, done: float, total: int) -> None:
+        """Inside a batch (``ewc_fo.label``): the bar moves by the batch's finished stages."""
+        self._send(done, total, name)
+
+    def _send(self, done: float, total: int, stage: str | None = None) -> None:
         now = time.perf_counter()
         if done < total and now - self.last < self.every:
             return
@@ -93,9 +100,11 @@ class Progress:
         elapsed = max(now - self.t0, 1e-9)
         rate = done / elapsed
         frac = done / total if total else 1.0
-        label = f"{self.what} {done}/{total}, {rate:.2f} img/s"
-        if 0 < done < total:  # the same ETA a terminal bar shows
+        label = f"{self.what} {int(done)}/{total}, {rate:.2f} img/s"
+        if 0 < done < total and rate > 0:  # the same ETA a terminal bar shows
             label += f", {_clock((total - done) / rate)} left"
+        if stage:
+            label += f" ({stage.replace('_', ' ')})"
         self.ctx.set_progress(progress=frac, label=label)
 
 

@@ -65,6 +65,7 @@ def label(a) -> None:
 
     def progress(done, total):
         state["done"], state["total"] = done, total
+        state.setdefault("history", []).append(done)
         _status(a.status, **state)
 
     kw = dict(segmenter=a.segmenter, config=EWCConfig(**CFG), batch_size=2, write_every=a.write_every,

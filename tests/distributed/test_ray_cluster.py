@@ -118,6 +118,8 @@ def test_two_workers_match_in_process_when_a_worker_is_killed(cluster, reference
     with open(status) as f:
         st = json.load(f)
     assert st["succeeded"] == N - 1 and st["skipped"] == 0 and st["errors"] == {"unreadable_image": 1}
+    # progress (issue 22 item 9): per finished batch of 2, never back, a redone batch counted once
+    assert st["history"] == list(range(2, N + 1, 2)), st["history"]
     _assert_identical(_dump(cluster, "killworker"), reference)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ewc_fo.engine.maps import compete, merge
-from ewc_fo.engine.pipeline import DEFAULT_EXPLAINERS, EWC, EWCConfig
+from ewc_fo.engine.pipeline import BATCH_STAGES, DEFAULT_EXPLAINERS, EWC, EWCConfig, batch_shares
 from ewc_fo.runtime.errors import ConfigError, ImageLoadError, NoLabelError, UnknownClassError
 from ewc_fo.segmenters import GrabCutSegmenter
 from ewc_fo.testing import synthetic_image, synthetic_scene
@@ -195,3 +195,28 @@ def test_sam2_one_embedding_per_image(tiny_clf, sam2_seg):
     for c in r.classes:
         assert c.mask.shape == (64, 80) and 0.0 <= c.quality <= 1.0 and 0.0 <= c.confidence <= 1.0
         assert all(0.0 <= s["quality"] <= 1.0 for s in c.scores.values())
+
+
+def test_on_stage_reports_each_stage_with_a_rising_share(tiny_clf):
+    """Issue 22 item 9: a host can move its bar inside a batch; the shares rise to 1 at the
+    last stage, the first batch by the stages' count, later ones by earlier stage times."""
+    ewc = EWC(tiny_clf, GrabCutSegmenter(), FAST)
+    seen: list[tuple[str, float]] = []
+    ewc.on_stage = lambda name, share: seen.append((name, share))
+    imgs = [synthetic_image((64, 80), seed=s) for s in range(2)]
+    for _ in range(2):  # the second batch's shares come from the first's times
+        seen.clear()
+        ewc.run(imgs, [[0], [1]])
+        names = [n for n, _ in seen]
+        assert names[0] == "explain" and names[-1] == "merge" and "segment_fused" in names
+        assert [BATCH_STAGES.index(n) for n in names] == sorted(BATCH_STAGES.index(n) for n in names)
+        shares = [s for _, s in seen]
+        assert shares == sorted(shares) and 0 < shares[0] < 1 and shares[-1] == 1.0
+
+
+def test_batch_shares_follow_stage_times():
+    t = {"explain": 3.0, "segment_explainers": 1.0, "merge": 0.0, "downscale": 5.0}
+    s = batch_shares(t)
+    assert s["explain"] == pytest.approx(0.75) and s["prepare"] == pytest.approx(0.75)
+    assert s["segment_explainers"] == s["merge"] == 1.0
+    assert batch_shares({})["explain"] == pytest.approx(1 / len(BATCH_STAGES))

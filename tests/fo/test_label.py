@@ -177,21 +177,30 @@ def test_progress_callback_and_resume_in_process(tmp_path, clf):
     assert os.path.isdir(s2.output_dir)
 
 
-def test_bar_moves_per_image(tmp_path, clf, monkeypatch):
-    """Issue 22 item 9: the label bar moves per image, not once per batch."""
+def test_bar_moves_per_image_and_inside_a_batch(tmp_path, clf, monkeypatch):
+    """Issue 22 item 9: the label bar moves with each finished stage of a batch (held below
+    the batch's end), then per image as its files are written; it never goes back and ends
+    at the count of images; the stage shows beside it."""
     import ewc_fo.fo.runs.label as run_label
 
-    steps = []
+    steps, stages = [], []
 
     class Bar:
         def update(self, n):
             steps.append(n)
+
+        def set_postfix(self, stage=None, refresh=False):
+            stages.append(stage)
 
         def close(self):
             pass
 
     monkeypatch.setattr(run_label, "make_bar", lambda total, enabled: Bar())
     ds = make_dataset(str(tmp_path / "i"), "label-bar", n=2)
+    calls = []
     ewc_fo.label(ds, "labels", classifier=clf, segmenter=create_segmenter("grabcut"), config=FAST,
-                 batch_size=2, output_dir=str(tmp_path / "o"))
-    assert steps == [1, 1]
+                 batch_size=2, output_dir=str(tmp_path / "o"), progress=lambda d, t: calls.append((d, t)))
+    assert all(n > 0 for n in steps) and sum(steps) == pytest.approx(2.0)
+    assert len(steps) > 3 and steps[0] < 1  # moved before the batch's first image was written
+    assert "explain" in stages and "segment_fused" in stages and stages[-1] == "written"
+    assert calls == [(1, 2), (2, 2)]  # the callback stays per whole image

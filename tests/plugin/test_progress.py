@@ -39,6 +39,8 @@ def test_label_export_and_fit_report_rising_progress(tmp_path, monkeypatch, repo
     monkeypatch.setenv("EWC_FO_EXPORT_ROOT", str(tmp_path / "exports"))
     foo.get_operator(f"{URI}/compute_ewc")(three, "labels", output_dir=str(tmp_path / "exports" / "out"), **FAST)
     _rises(reported, "labeling", 3)
+    # inside a batch the stages move it too, named in the label (issue 22 item 9)
+    assert any(label.endswith("(segment fused)") and p < 1 for p, label in reported), reported
 
     reported.clear()
     res = foo.get_operator(f"{URI}/export_masks")(three, "coco", format="coco")

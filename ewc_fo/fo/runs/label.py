@@ -31,7 +31,7 @@ from ewc_fo.fo.database import down_message
 from ewc_fo.fo.runs import record as runs
 from ewc_fo.fo.runs.claims import claim_prefix
 from ewc_fo.fo.runs.label_inputs import _check_numbers, label_kind  # noqa: F401  (label_kind: API)
-from ewc_fo.fo.runs.outcome import FaultGuard, LabelSummary, ProgressFn, make_bar
+from ewc_fo.fo.runs.outcome import BatchProgress, FaultGuard, LabelSummary, ProgressFn, make_bar
 from ewc_fo.fo.runs.plan import default_output_dir, finish_run, prepare_run  # noqa: F401
 from ewc_fo.fo.runs.sample_values import flush, process_batch
 from ewc_fo.models.classifier import Classifier
@@ -145,8 +145,10 @@ def label(
             summary, dataset, names = plan.summary, plan.dataset, plan.names
             budget = len(plan.todo) if max_samples is None else min(max_samples, len(plan.todo))
             bar = make_bar(budget, progress_bar)
+            moves = BatchProgress(bar, progress, budget)
+            plan.ewc.on_stage = moves.stage  # the bar moves while a batch's stages run
             pending: list[tuple[str, dict]] = []
-            done, shown, last_flush = 0, 0, time.perf_counter()
+            done, last_flush = 0, time.perf_counter()
             batches = list(plan.batches(budget))
             path_of = dict(zip(plan.all_ids, plan.samples.values("filepath")))
             # images are decoded ahead by DataLoader workers while the model works on the batch before
@@ -156,6 +158,7 @@ def label(
             try:
                 for (chunk, missing), images in zip(batches, loaded):
                     paths, labels = plan.inputs(chunk)
+                    moves.start_batch(len(missing))
                     for sid, vals in process_batch(plan.ewc, plan.clf, chunk, paths, labels, plan.out_dir,
                                                    plan.target_id, plan.exp_keys, keep=set(missing),
                                                    loaded=images):
@@ -165,10 +168,8 @@ def label(
                             claim.check()  # what finished before the fault is kept
                             flush(dataset, pending, names)
                             raise
-                        bar.update(1)  # per image, as its files are written
-                        shown += 1
-                        if progress:
-                            progress(shown, budget)
+                        moves.image()  # per image, as its files are written
+                    moves.end_batch()
                     done += len(missing)
                     if len(pending) >= write_every or time.perf_counter() - last_flush > flush_seconds:
                         claim.check()  # never write after another process took the prefix over
@@ -179,6 +180,7 @@ def label(
                 summary.write_seconds += flush(dataset, pending, names)
             finally:
                 loaded.close()  # stops the decoding workers if the run ends early
+                plan.ewc.on_stage = None
                 bar.close()
             summary.processed = done
             finish_run(plan)

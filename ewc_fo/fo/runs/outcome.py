@@ -110,4 +110,52 @@ def make_bar(total: int, enabled: bool, desc: str = "ewc-fo"):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True)
+    # whole images in the count: a batch's stages move the bar by fractions of an image
+    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+
+class BatchProgress:
+    """A run's bar and ``progress`` callback, moving inside a batch too.
+
+    A batch of a few images takes tens of seconds on a CPU; the engine reports each finished
+    stage with the share of the batch done (``EWC.on_stage``), and the bar moves by that
+    share of the batch's images, held below the batch's end until its images are written.
+    ``progress(done, total)`` stays per whole image; a callback with a
+    ``stage(name, done, total)`` method (the App operator's) hears of the stages as well.
+    """
+
+    #: the part of a batch its stages may move the bar before its images are written
+    HOLD = 0.9
+
+    def __init__(self, bar, progress: ProgressFn | None, total: int):
+        self.bar, self.progress, self.total = bar, progress, total
+        self.images = 0  # images written
+        self.shown = 0.0  # where the bar is
+        self.base = self.size = 0
+
+    def start_batch(self, size: int) -> None:
+        self.base, self.size = self.images, size
+
+    def stage(self, name: str, share: float) -> None:
+        self._move(self.base + self.HOLD * min(1.0, max(0.0, share)) * self.size, stage=name)
+        on_stage = getattr(self.progress, "stage", None)
+        if callable(on_stage):
+            on_stage(name, self.shown, self.total)
+
+    def image(self) -> None:
+        self.images += 1
+        self._move(self.images, stage="written")
+        if self.progress:
+            self.progress(self.images, self.total)
+
+    def end_batch(self) -> None:
+        self._move(self.images)
+
+    def _move(self, to: float, stage: str | None = None) -> None:
+        to = min(float(self.total), to)
+        if stage is not None:
+            self.bar.set_postfix(stage=stage, refresh=False)
+        if to > self.shown:  # never backwards
+            self.bar.update(to - self.shown)
+            self.shown = to
