@@ -83,6 +83,7 @@ class Progress:
         self.every = self.EVERY if every is None else every
         self.t0 = self.last = time.perf_counter()
         self.calls = 0
+        self.high = 0.0  # the most done ever sent: the App's bar never goes back
 
     def __call__(self, done: int, total: int) -> None:
         self._send(done, total)
@@ -97,6 +98,8 @@ class Progress:
             return
         self.last = now
         self.calls += 1
+        # a batch's stages may have moved it past the images written so far
+        done = self.high = max(self.high, float(done))
         elapsed = max(now - self.t0, 1e-9)
         rate = done / elapsed
         frac = done / total if total else 1.0
