@@ -6,7 +6,7 @@ turn on the same images: the classifier is fitted once (as ``quality.py`` does: 
 labels only), then ``ewc_fo.label`` runs over the first ``--limit`` images with each segmenter,
 ``--rounds`` times, the order alternating each round so a change of load falls on both. Each
 segmenter's model is loaded before its clock starts. Run it with nothing else on the machine
-(on this project's shared box: hold both CPU slots) for an idle figure.
+for an idle figure.
 
     python benchmarks/speed.py --limit 48 --rounds 2                  # grabcut vs sam-onnx
     python benchmarks/speed.py --segmenters grabcut,sam-onnx --sam-precision int8
