@@ -18,7 +18,7 @@ pip_() { "$VPY" -m pip install -q --disable-pip-version-check "$@"; }
 "$VPY" -c "import setuptools, wheel" 2>/dev/null || pip_ --upgrade "pip<27" setuptools wheel
 "$VPY" -c "import torch, torchvision" 2>/dev/null || pip_ "torch==2.14.1" "torchvision==0.29.1"
 "$VPY" -c "import sam2" 2>/dev/null || SAM2_BUILD_CUDA=0 SAM2_BUILD_ALLOW_ERRORS=1 pip_ --no-build-isolation "sam2==1.1.0"
-if ! "$VPY" -c "import ewc_fo, fiftyone, captum, pytorch_grad_cam, timm, pytest, hypothesis, ray" 2>/dev/null \
+if ! "$VPY" -c "import ewc_fo, fiftyone, captum, pytorch_grad_cam, timm, pytest, xdist, hypothesis, ray" 2>/dev/null \
    || [ pyproject.toml -nt "$VENV/.ewc_fo_installed" ]; then
   pip_ -e ".[dev]"
   touch "$VENV/.ewc_fo_installed"

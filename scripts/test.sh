@@ -7,4 +7,6 @@ bash scripts/install_browser.sh   # Chromium + playwright for the App browser te
 bash scripts/setup_label_studio.sh  # Label Studio server for the annotation round-trip test
 export FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true
 export EWC_TEST_ARTIFACTS=${EWC_TEST_ARTIFACTS:-artifacts/browser}
-exec .venv/bin/python -m pytest tests "$@"
+# two workers (EWC_TEST_WORKERS): much of the suite waits on servers and subprocesses; each file
+# stays on one worker and the Ray tests share one cluster on one worker (tests/conftest.py)
+exec .venv/bin/python -m pytest tests -n "${EWC_TEST_WORKERS:-2}" --dist loadgroup "$@"

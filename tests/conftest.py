@@ -9,6 +9,8 @@ inherited: the suite must not reach a database it did not start.
 import os
 import tempfile
 
+import pytest
+
 from tests._mongod import start_session_database
 
 _TMP = tempfile.mkdtemp(prefix="ewc_fo_tests_")
@@ -28,3 +30,16 @@ os.environ.setdefault("EWC_FO_TEST_TMP", _TMP)
 # nothing listens on (a test that wants a download serves the file itself), into a throw-away cache
 os.environ["EWC_U2NET_URL"] = "http://127.0.0.1:9/u2netp.onnx"
 os.environ["U2NET_HOME"] = os.path.join(_TMP, "u2net")
+
+
+def pytest_collection_modifyitems(config, items):
+    """For ``pytest -n N --dist loadgroup`` (scripts/test.sh): a file's tests stay on one worker (its
+    module fixtures are made once), and every test on the shared Ray cluster
+    (tests/distributed/conftest.py) on one worker too, scheduled first: they are the longest
+    group, and one cluster serves them all."""
+    def on_cluster(item) -> bool:
+        return item.path.parent.name == "distributed" and "cluster" in getattr(item, "fixturenames", ())
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("ray-cluster" if on_cluster(item) else item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: not on_cluster(item))

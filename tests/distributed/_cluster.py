@@ -142,6 +142,17 @@ class NetnsCluster:
         self.scenario("wait-nodes", self.address, str(alive), timeout=180)
         return self.nodes[-1]
 
+    def heal(self) -> None:
+        """The database up and two nodes alive, whatever an earlier test left."""
+        if self.mongod is None or self.mongod.poll() is not None:
+            self.start_db()
+        if sum(n.poll() is None for n in self.nodes) < 2:
+            self.add_worker_node()
+
+    def worker_node(self) -> subprocess.Popen:
+        """The live worker node (the head is ``nodes[0]``; a killed node's replacement is last)."""
+        return next(n for n in reversed(self.nodes[1:]) if n.poll() is None)
+
     def raylet_pid(self, node: subprocess.Popen) -> int:
         for c in psutil.Process(node.pid).children(recursive=True):
             if c.name() == "raylet":

@@ -24,15 +24,6 @@ N = 16
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    c = NetnsCluster()
-    try:
-        yield c
-    finally:
-        c.close()
-
-
-@pytest.fixture(scope="module")
 def reference(cluster):
     """The in-process run every Ray run must match."""
     _make(cluster, "reference")
@@ -130,7 +121,7 @@ def test_worker_node_killed_then_the_batch_is_redone(cluster, reference):
     try:
         st = _wait_status(p, status, lambda s: s["workers"] and s["done"] >= 2)
         assert st["done"] < N
-        node = cluster.nodes[1]
+        node = cluster.worker_node()
         os.kill(cluster.raylet_pid(node), signal.SIGKILL)
         node.wait(timeout=60)  # `ray start --block` ends its node's processes when the raylet dies
         _finish(p)

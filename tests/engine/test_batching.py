@@ -93,11 +93,11 @@ def test_sam2_bfloat16_autocast_runs_on_cpu(sam2_seg):
     trunk = seg.predictor.model.image_encoder.trunk
     h = trunk.register_forward_hook(lambda m, i, o: seen.append(o[-1].dtype))
     try:
-        seg.set_images(images[:2])
+        seg.set_images(images[:1])  # one image: bfloat16 is slow on a CPU, and one shows the dtype
     finally:
         h.remove()
     assert seen == [torch.bfloat16]  # the encoder ran under bfloat16 autocast
-    out = seg.segment_images(prompts[:2])
+    out = seg.segment_images(prompts[:1])
     for im, segs in zip(images, out):
         for s in segs:
             assert all(m.shape == im.shape[:2] and m.dtype == bool for m in s.masks)
