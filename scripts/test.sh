@@ -9,4 +9,4 @@ export FIFTYONE_DATABASE_VALIDATION=false FIFTYONE_DO_NOT_TRACK=true
 export EWC_TEST_ARTIFACTS=${EWC_TEST_ARTIFACTS:-artifacts/browser}
 # two workers (EWC_TEST_WORKERS): much of the suite waits on servers and subprocesses; each file
 # stays on one worker and the Ray tests share one cluster on one worker (tests/conftest.py)
-exec .venv/bin/python -m pytest tests -n "${EWC_TEST_WORKERS:-2}" --dist loadgroup "$@"
+exec .venv/bin/python -m pytest tests -n "${EWC_TEST_WORKERS:-2}" "$@"

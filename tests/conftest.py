@@ -9,8 +9,6 @@ inherited: the suite must not reach a database it did not start.
 import os
 import tempfile
 
-import pytest
-
 from tests._mongod import start_session_database
 
 _TMP = tempfile.mkdtemp(prefix="ewc_fo_tests_")
@@ -32,14 +30,25 @@ os.environ["EWC_U2NET_URL"] = "http://127.0.0.1:9/u2netp.onnx"
 os.environ["U2NET_HOME"] = os.path.join(_TMP, "u2net")
 
 
-def pytest_collection_modifyitems(config, items):
-    """For ``pytest -n N --dist loadgroup`` (scripts/test.sh): a file's tests stay on one worker (its
-    module fixtures are made once), and every test on the shared Ray cluster
-    (tests/distributed/conftest.py) on one worker too, scheduled first: they are the longest
-    group, and one cluster serves them all."""
-    def on_cluster(item) -> bool:
-        return item.path.parent.name == "distributed" and "cluster" in getattr(item, "fixturenames", ())
+#: the files whose tests run on the one shared Ray cluster (tests/distributed/conftest.py)
+RAY_CLUSTER_FILES = "tests/distributed/test_ray_"
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("ray-cluster" if on_cluster(item) else item.nodeid.split("::")[0]))
-    items.sort(key=lambda item: not on_cluster(item))
+
+def pytest_collection_modifyitems(config, items):
+    """The Ray cluster's tests first: on two workers (scripts/test.sh) they are the longest
+    group, so they start at once, beside everything else."""
+    items.sort(key=lambda item: not str(item.path.relative_to(config.rootpath)).startswith(RAY_CLUSTER_FILES))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``pytest -n N`` (scripts/test.sh): a file's tests stay on one worker (its module fixtures
+    are made once), and every Ray cluster file on one worker too, so one cluster serves them all.
+    (xdist's ``loadgroup`` marks do not reach its scheduler under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrClusterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "ray-cluster" if path.startswith(RAY_CLUSTER_FILES) else path
+
+    return FileOrClusterScheduling(config, log)
