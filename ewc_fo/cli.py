@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
 
         field = getattr(args, "label_field", None)  # load_view checks it with the dataset, before FiftyOne loads
         _lookup.REQUESTED_FIELD = field if isinstance(field, str) else None
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            _lookup.REQUESTED_FIELD = None  # this command's field, not a later one's in this process
     except EWCError as e:
         print(f"ewc-fo {args.command}: error: {e}", file=sys.stderr)
         return 2

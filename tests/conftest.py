@@ -47,6 +47,10 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class FileOrClusterScheduling(LoadScopeScheduling):
+        def schedule(self) -> None:
+            self.config.option.loadscopereorder = False  # keep the collection's order: the cluster first
+            super().schedule()
+
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return "ray-cluster" if path.startswith(RAY_CLUSTER_FILES) else path

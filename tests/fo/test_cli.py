@@ -48,3 +48,15 @@ def test_method_options_reach_the_config():
     assert cfg.explainers == ("gradcam", "layercam") and cfg.prompts.fg_threshold == 0.7
     assert cfg.score.temperature == 0.2 and cfg.mask_weight == 0.25 and cfg.class_competition == 0.0
     assert cfg.to_dict()["mask_weight"] == 0.25  # recorded with the run
+
+
+def test_a_commands_label_field_is_not_checked_by_the_next_command(tmp_path, capsys):
+    """``ewc-fo evaluate`` has no --label-field: after a ``label`` in the same process (the
+    Python API, a notebook, a test worker), it must not check the label run's field."""
+    from ewc_fo.commands import _lookup
+
+    ds = make_dataset(str(tmp_path / "i"), "cli-field-once", n=2)
+    assert main(["label", ds.name, "--label-field", "no_such_field"]) == 2
+    assert "no field 'no_such_field'" in capsys.readouterr().err
+    assert _lookup.REQUESTED_FIELD is None
+    ds.delete()
