@@ -46,11 +46,9 @@ def pytest_xdist_make_scheduler(config, log):
     (xdist's ``loadgroup`` marks do not reach its scheduler under pytest 9.)"""
     from xdist.scheduler import LoadScopeScheduling
 
-    class FileOrClusterScheduling(LoadScopeScheduling):
-        def schedule(self) -> None:
-            self.config.option.loadscopereorder = False  # keep the collection's order: the cluster first
-            super().schedule()
+    config.option.loadscopereorder = False  # keep the collection's order: the cluster first
 
+    class FileOrClusterScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return "ray-cluster" if path.startswith(RAY_CLUSTER_FILES) else path
